@@ -1,0 +1,270 @@
+//! Sealing and opening one value.
+
+use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
+use base64::Engine as _;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::{DecodePaddingMode, general_purpose::STANDARD};
+
+use crate::keys::{PrivateKey, PublicKey};
+use crate::secret::SecretBytes;
+
+/// Length of the random AES key that kvseal generates for every value.
+pub const SESSION_KEY_LEN: usize = 32;
+const LENGTH_PREFIX_LEN: usize = 2;
+const GCM_TAG_LEN: usize = 16;
+
+/// Go's `base64.StdEncoding`, which the controller decodes with: padding required, but
+/// non-zero trailing bits in the last symbol tolerated.
+const GO_STD_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+/// Why a value could not be sealed or opened. None of the messages contain secret bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FormatError {
+    /// The text is not standard padded base64.
+    #[error(
+        "not valid base64 ({detail}); the value is damaged or a placeholder: seal it again with `kvseal seal`"
+    )]
+    Base64 {
+        /// What the decoder found.
+        detail: String,
+    },
+    /// Fewer than the two bytes of the length prefix.
+    #[error(
+        "the value is {len} bytes, too short for its 2-byte length prefix; it was truncated: seal it again"
+    )]
+    MissingLengthPrefix {
+        /// Decoded length.
+        len: usize,
+    },
+    /// The length prefix claims more bytes than there are.
+    #[error(
+        "the length prefix declares a {declared}-byte RSA part but only {available} bytes follow; the value was truncated: seal it again"
+    )]
+    TruncatedRsaPart {
+        /// The RSA ciphertext length the prefix declares.
+        declared: usize,
+        /// The bytes actually present after the prefix.
+        available: usize,
+    },
+    /// The AES-GCM part is shorter than its tag.
+    #[error(
+        "only {len} bytes follow the RSA part, fewer than the 16-byte AES-GCM tag; the value was truncated: seal it again"
+    )]
+    TruncatedTag {
+        /// Bytes after the RSA part.
+        len: usize,
+    },
+    /// The RSA part has the wrong size for this key, so another key sealed it.
+    #[error(
+        "the RSA part is {rsa_len} bytes but a {key_bits}-bit key produces {key_len}-byte parts: the value was sealed with another key"
+    )]
+    KeySizeMismatch {
+        /// Length of the RSA part in the value.
+        rsa_len: usize,
+        /// Size of the key's modulus in bits.
+        key_bits: usize,
+        /// Size of the key's modulus in bytes.
+        key_len: usize,
+    },
+    /// OAEP decryption failed: another key, or another label (name, namespace or scope).
+    #[error(
+        "the session key does not decrypt with this key and label: the value was sealed with another key, or for another name, namespace or scope"
+    )]
+    WrongKeyOrLabel,
+    /// AES-GCM authentication failed after the session key unwrapped.
+    #[error(
+        "AES-GCM authentication failed: the encrypted data was modified or damaged after sealing; seal it again"
+    )]
+    Tampered,
+    /// The backend refused to encrypt (e.g. a key too small for OAEP-SHA-256).
+    #[error("RSA-OAEP encryption failed: the certificate's key cannot seal (is it RSA, 2048 bits or more?)")]
+    Encrypt,
+    /// The RSA part is longer than the 16-bit length prefix can express.
+    #[error("the RSA ciphertext is {0} bytes, longer than a 2-byte length prefix allows")]
+    KeyTooLarge(usize),
+}
+
+/// A per-value AES key. Zeroed on drop, never printed.
+pub struct SessionKey(SecretBytes);
+
+impl SessionKey {
+    /// A fresh random 32-byte key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut bytes = SecretBytes::new(vec![0u8; SESSION_KEY_LEN]);
+        SystemRandom::new()
+            .fill(bytes_mut(&mut bytes))
+            .expect("the operating system's random number generator failed");
+        Self(bytes)
+    }
+
+    /// A key with fixed bytes, for known-answer tests.
+    pub fn from_bytes(bytes: [u8; SESSION_KEY_LEN]) -> Self {
+        Self(SecretBytes::copy_from(&bytes))
+    }
+
+    fn aead_key(&self) -> Result<LessSafeKey, FormatError> {
+        let algorithm = match self.0.len() {
+            16 => &AES_128_GCM,
+            32 => &AES_256_GCM,
+            _ => return Err(FormatError::WrongKeyOrLabel),
+        };
+        let key = UnboundKey::new(algorithm, self.0.expose()).map_err(|_| FormatError::WrongKeyOrLabel)?;
+        Ok(LessSafeKey::new(key))
+    }
+}
+
+fn bytes_mut(bytes: &mut SecretBytes) -> &mut [u8] {
+    bytes.expose_mut()
+}
+
+/// The two parts of a decoded sealed value.
+#[derive(Debug, Clone, Copy)]
+pub struct Envelope<'a> {
+    /// RSA-OAEP ciphertext of the session key.
+    pub rsa_ciphertext: &'a [u8],
+    /// AES-256-GCM ciphertext of the plaintext, tag appended.
+    pub aes_ciphertext: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    /// Splits a decoded value into its parts, checking every length on the way.
+    pub fn parse(value: &'a [u8]) -> Result<Self, FormatError> {
+        let Some((prefix, rest)) = value.split_first_chunk::<LENGTH_PREFIX_LEN>() else {
+            return Err(FormatError::MissingLengthPrefix { len: value.len() });
+        };
+        let declared = usize::from(u16::from_be_bytes(*prefix));
+        if rest.len() < declared {
+            return Err(FormatError::TruncatedRsaPart { declared, available: rest.len() });
+        }
+        let (rsa_ciphertext, aes_ciphertext) = rest.split_at(declared);
+        if aes_ciphertext.len() < GCM_TAG_LEN {
+            return Err(FormatError::TruncatedTag { len: aes_ciphertext.len() });
+        }
+        Ok(Self { rsa_ciphertext, aes_ciphertext })
+    }
+}
+
+/// Seals `plaintext` for `public_key` under `label` with the given session key.
+///
+/// The session key is passed in so that tests can fix it; OAEP's own random seed comes
+/// from the backend's CSPRNG.
+pub fn seal(
+    public_key: &PublicKey,
+    plaintext: &[u8],
+    label: &[u8],
+    session_key: &SessionKey,
+) -> Result<Vec<u8>, FormatError> {
+    let oaep = public_key.oaep();
+    let rsa_len = oaep.ciphertext_size();
+    let prefix = u16::try_from(rsa_len).map_err(|_| FormatError::KeyTooLarge(rsa_len))?;
+
+    let mut out = Vec::with_capacity(LENGTH_PREFIX_LEN + rsa_len + plaintext.len() + GCM_TAG_LEN);
+    out.extend_from_slice(&prefix.to_be_bytes());
+    out.resize(LENGTH_PREFIX_LEN + rsa_len, 0);
+    let written = oaep
+        .encrypt(
+            &OAEP_SHA256_MGF1SHA256,
+            session_key.0.expose(),
+            &mut out[LENGTH_PREFIX_LEN..],
+            Some(label),
+        )
+        .map_err(|_| FormatError::Encrypt)?
+        .len();
+    debug_assert_eq!(written, rsa_len);
+
+    let aes_start = out.len();
+    out.extend_from_slice(plaintext);
+    let mut aes_part = out.split_off(aes_start);
+    session_key
+        .aead_key()?
+        .seal_in_place_append_tag(zero_nonce(), Aad::empty(), &mut aes_part)
+        .map_err(|_| FormatError::Encrypt)?;
+    out.extend_from_slice(&aes_part);
+    Ok(out)
+}
+
+/// Decrypts the session key from an envelope's RSA part.
+pub fn unwrap_session_key(
+    private_key: &PrivateKey,
+    rsa_ciphertext: &[u8],
+    label: &[u8],
+) -> Result<SessionKey, FormatError> {
+    let oaep = private_key.oaep();
+    let key_len = oaep.key_size_bytes();
+    if rsa_ciphertext.len() != key_len {
+        return Err(FormatError::KeySizeMismatch {
+            rsa_len: rsa_ciphertext.len(),
+            key_bits: oaep.key_size_bits(),
+            key_len,
+        });
+    }
+    let mut buffer = SecretBytes::new(vec![0u8; oaep.min_output_size()]);
+    let len = oaep
+        .decrypt(&OAEP_SHA256_MGF1SHA256, rsa_ciphertext, bytes_mut(&mut buffer), Some(label))
+        .map_err(|_| FormatError::WrongKeyOrLabel)?
+        .len();
+    Ok(SessionKey(SecretBytes::copy_from(&buffer.expose()[..len])))
+}
+
+/// Decrypts and authenticates an envelope's AES-GCM part.
+pub fn open_with_session_key(
+    session_key: &SessionKey,
+    aes_ciphertext: &[u8],
+) -> Result<SecretBytes, FormatError> {
+    let mut buffer = SecretBytes::copy_from(aes_ciphertext);
+    let len = session_key
+        .aead_key()?
+        .open_in_place(zero_nonce(), Aad::empty(), bytes_mut(&mut buffer))
+        .map_err(|_| FormatError::Tampered)?
+        .len();
+    buffer.truncate(len);
+    Ok(buffer)
+}
+
+/// Opens a decoded sealed value with `private_key` under `label`.
+pub fn open(private_key: &PrivateKey, value: &[u8], label: &[u8]) -> Result<SecretBytes, FormatError> {
+    let envelope = Envelope::parse(value)?;
+    let session_key = unwrap_session_key(private_key, envelope.rsa_ciphertext, label)?;
+    open_with_session_key(&session_key, envelope.aes_ciphertext)
+}
+
+/// Standard padded base64, as the SealedSecret stores it.
+pub fn encode_base64(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// Decodes a stored value as the controller does (Go's `StdEncoding`, which skips line breaks).
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, FormatError> {
+    let decode = |t: &str| GO_STD_BASE64.decode(t);
+    let result = if text.contains(['\n', '\r']) {
+        decode(&text.replace(['\n', '\r'], ""))
+    } else {
+        decode(text)
+    };
+    result.map_err(|e| FormatError::Base64 { detail: describe_base64_error(e) })
+}
+
+fn describe_base64_error(error: base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match error {
+        E::InvalidByte(offset, byte) if byte.is_ascii_graphic() => {
+            format!("illegal character {:?} at byte {offset}", char::from(byte))
+        }
+        E::InvalidByte(offset, byte) => format!("illegal byte 0x{byte:02x} at byte {offset}"),
+        E::InvalidLength(len) => format!("{len} symbols is not a whole number of base64 groups"),
+        E::InvalidLastSymbol { offset, .. } => format!("impossible final symbol at byte {offset}"),
+        E::InvalidPadding => "missing or misplaced '=' padding".to_owned(),
+    }
+}
+
+fn zero_nonce() -> Nonce {
+    Nonce::assume_unique_for_key([0u8; NONCE_LEN])
+}

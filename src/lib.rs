@@ -1,0 +1,17 @@
+//! kvseal: keys, sealing and scanning for Bitnami Sealed Secrets across cluster fleets.
+//!
+//! Layers, from the inside out:
+//! - [`format`]: the hybrid encryption format, pure (bytes, key and label in; bytes out);
+//! - [`keys`]: RSA keys, fingerprints, PEM and self-signed certificates;
+//! - [`manifest`]: Secret and SealedSecret documents, read and written as kubeseal does;
+//! - [`store`]: where key generations live, behind the [`store::KeyStore`] trait;
+//! - [`config`]: `kvseal.toml`.
+//!
+//! The library never prints; the `kvseal` binary renders what it returns.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod format;
+pub mod keys;
+pub mod manifest;
+pub mod secret;

@@ -1,0 +1,648 @@
+//! A small document tree and the two writers kubeseal's output is compared against:
+//! Go's `json.MarshalIndent` and go-yaml v2 as `sigs.k8s.io/yaml` drives it.
+//!
+//! The tree zeroes its strings on drop, because unsealed Secrets pass through it.
+
+use std::cmp::Ordering;
+
+use zeroize::Zeroize;
+
+use crate::secret::SecretString;
+
+/// A JSON-like value whose mapping keys keep the order they were inserted in
+/// (Go's struct field order, which the JSON writer keeps and the YAML writer sorts).
+pub enum Node {
+    /// A mapping.
+    Map(Vec<(String, Node)>),
+    /// A sequence.
+    Seq(Vec<Node>),
+    /// A string.
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Node::Str(s) = self {
+            s.zeroize();
+        }
+    }
+}
+
+impl Node {
+    /// An empty mapping.
+    pub fn map() -> Self {
+        Node::Map(Vec::new())
+    }
+
+    /// Appends `key: value` to a mapping. Does nothing on other nodes.
+    pub fn insert(&mut self, key: &str, value: Node) {
+        if let Node::Map(entries) = self {
+            entries.push((key.to_owned(), value));
+        }
+    }
+
+    /// Appends `key: value` when `value` is `Some`.
+    pub fn insert_some(&mut self, key: &str, value: Option<Node>) {
+        if let Some(value) = value {
+            self.insert(key, value);
+        }
+    }
+
+    /// A string node.
+    pub fn str(s: &str) -> Self {
+        Node::Str(s.to_owned())
+    }
+
+    /// A mapping of strings, in the given order.
+    pub fn string_map<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+        Node::Map(entries.into_iter().map(|(k, v)| (k.clone(), Node::str(v))).collect())
+    }
+
+    /// Renders as Go's `json.MarshalIndent(v, "", "  ")` followed by a newline.
+    pub fn to_json(&self) -> SecretString {
+        let mut out = String::new();
+        write_json(self, 0, &mut out);
+        out.push('\n');
+        SecretString::new(out)
+    }
+
+    /// Renders as `sigs.k8s.io/yaml` does: keys sorted, two-space indent, block style.
+    pub fn to_yaml(&self) -> SecretString {
+        let mut out = String::new();
+        match self {
+            Node::Map(entries) if !entries.is_empty() => write_yaml_map(entries, 0, &mut out),
+            Node::Seq(items) if !items.is_empty() => write_yaml_seq(items, 0, &mut out),
+            other => {
+                write_yaml_inline(other, 0, false, &mut out);
+                out.push('\n');
+            }
+        }
+        SecretString::new(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// JSON
+
+fn write_json(node: &Node, depth: usize, out: &mut String) {
+    let indent = |out: &mut String, depth: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    };
+    match node {
+        Node::Map(entries) if entries.is_empty() => out.push_str("{}"),
+        Node::Map(entries) => {
+            out.push('{');
+            for (i, (key, value)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                write_json_string(key, out);
+                out.push_str(": ");
+                write_json(value, depth + 1, out);
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+        Node::Seq(items) if items.is_empty() => out.push_str("[]"),
+        Node::Seq(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                write_json(item, depth + 1, out);
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        Node::Str(s) => write_json_string(s, out),
+        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+    }
+}
+
+/// Go's `encoding/json` string escaping with HTML escaping on (the default).
+fn write_json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+// ---------------------------------------------------------------------------------------
+// YAML
+
+fn sorted(entries: &[(String, Node)]) -> Vec<&(String, Node)> {
+    let mut sorted: Vec<_> = entries.iter().collect();
+    sorted.sort_by(|a, b| go_yaml_key_order(&a.0, &b.0));
+    sorted
+}
+
+fn is_block_collection(node: &Node) -> bool {
+    matches!(node, Node::Map(e) if !e.is_empty()) || matches!(node, Node::Seq(i) if !i.is_empty())
+}
+
+fn write_yaml_map(entries: &[(String, Node)], indent: usize, out: &mut String) {
+    for (i, (key, value)) in sorted(entries).into_iter().enumerate() {
+        // The first key of a mapping inside a sequence item shares the "- " line.
+        if i > 0 || !out.ends_with("- ") {
+            out.extend(std::iter::repeat_n(' ', indent));
+        }
+        write_yaml_scalar(key, indent, true, out);
+        out.push(':');
+        match value {
+            Node::Map(e) if !e.is_empty() => {
+                out.push('\n');
+                write_yaml_map(e, indent + 2, out);
+            }
+            Node::Seq(items) if !items.is_empty() => {
+                out.push('\n');
+                write_yaml_seq(items, indent, out);
+            }
+            other => {
+                out.push(' ');
+                write_yaml_inline(other, indent + 2, false, out);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_yaml_seq(items: &[Node], indent: usize, out: &mut String) {
+    for item in items {
+        out.extend(std::iter::repeat_n(' ', indent));
+        out.push_str("- ");
+        match item {
+            Node::Map(e) if !e.is_empty() => write_yaml_map(e, indent + 2, out),
+            Node::Seq(inner) if !inner.is_empty() => {
+                out.push('\n');
+                write_yaml_seq(inner, indent + 2, out);
+            }
+            other => {
+                write_yaml_inline(other, indent + 2, false, out);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_yaml_inline(node: &Node, indent: usize, simple_key: bool, out: &mut String) {
+    debug_assert!(!is_block_collection(node));
+    match node {
+        Node::Map(_) => out.push_str("{}"),
+        Node::Seq(_) => out.push_str("[]"),
+        Node::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Node::Str(s) => write_yaml_scalar(s, indent, simple_key, out),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Plain,
+    SingleQuoted,
+    DoubleQuoted,
+    Literal,
+}
+
+/// What go-yaml's `yaml_emitter_analyze_scalar` concludes about a string.
+struct Analysis {
+    block_plain_allowed: bool,
+    single_quoted_allowed: bool,
+    block_allowed: bool,
+}
+
+fn is_yaml_printable(c: char) -> bool {
+    matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{7e}' | '\u{85}')
+        || (c >= '\u{a0}' && c <= '\u{d7ff}')
+        || (c >= '\u{e000}' && c <= '\u{fffd}' && c != '\u{feff}')
+        || (c >= '\u{10000}' && c <= '\u{10ffff}')
+}
+
+fn analyze(s: &str) -> Analysis {
+    if s.is_empty() {
+        return Analysis { block_plain_allowed: true, single_quoted_allowed: true, block_allowed: false };
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let is_space = |c: char| c == ' ';
+    let is_break = |c: char| matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let is_blankz = |c: Option<&char>| c.is_none_or(|&c| is_space(c) || c == '\t' || is_break(c));
+
+    let mut block_indicators = s.starts_with("---") || s.starts_with("...");
+    let (mut special, mut line_breaks) = (false, false);
+    let (mut leading_space, mut leading_break, mut trailing_space, mut trailing_break) =
+        (false, false, false, false);
+    let (mut break_space, mut space_break) = (false, false);
+    let (mut previous_space, mut previous_break) = (false, false);
+    let mut preceded_by_whitespace = true;
+
+    for (i, &c) in chars.iter().enumerate() {
+        let followed_by_whitespace = is_blankz(chars.get(i + 1));
+        if i == 0 {
+            match c {
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
+                | '@' | '`' => block_indicators = true,
+                '?' | ':' | '-' if followed_by_whitespace => block_indicators = true,
+                _ => {}
+            }
+        } else {
+            match c {
+                ':' if followed_by_whitespace => block_indicators = true,
+                '#' if preceded_by_whitespace => block_indicators = true,
+                _ => {}
+            }
+        }
+        if !is_yaml_printable(c) {
+            special = true;
+        }
+        if is_break(c) {
+            line_breaks = true;
+        }
+        if is_space(c) {
+            if i == 0 {
+                leading_space = true;
+            }
+            if i == chars.len() - 1 {
+                trailing_space = true;
+            }
+            if previous_break {
+                break_space = true;
+            }
+            previous_space = true;
+            previous_break = false;
+        } else if is_break(c) {
+            if i == 0 {
+                leading_break = true;
+            }
+            if i == chars.len() - 1 {
+                trailing_break = true;
+            }
+            if previous_space {
+                space_break = true;
+            }
+            previous_space = false;
+            previous_break = true;
+        } else {
+            previous_space = false;
+            previous_break = false;
+        }
+        preceded_by_whitespace = is_blankz(Some(&c));
+    }
+
+    let mut a = Analysis { block_plain_allowed: true, single_quoted_allowed: true, block_allowed: true };
+    if leading_space || leading_break || trailing_space || trailing_break || line_breaks || block_indicators {
+        a.block_plain_allowed = false;
+    }
+    if trailing_space {
+        a.block_allowed = false;
+    }
+    if break_space {
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+    }
+    if space_break || special {
+        a.block_plain_allowed = false;
+        a.single_quoted_allowed = false;
+        a.block_allowed = false;
+    }
+    a
+}
+
+/// Whether go-yaml v2's resolver would read the plain scalar as something other than a
+/// string (null, bool, int, float, timestamp, merge key), so it must be quoted.
+fn resolves_to_non_string(s: &str) -> bool {
+    const SPECIAL: &[&str] = &[
+        "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
+        "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
+        ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
+        "-.Inf", "-.INF", "<<",
+    ];
+    if SPECIAL.contains(&s) {
+        return true;
+    }
+    let Some(first) = s.chars().next() else { return true };
+    if !(first.is_ascii_digit() || matches!(first, '+' | '-' | '.')) {
+        return false;
+    }
+    is_go_int(s) || is_yaml_float(s) || is_base60_float(s) || is_timestamp(s)
+}
+
+fn is_go_int(s: &str) -> bool {
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let digits_in = |t: &str, radix: u32| {
+        !t.is_empty()
+            && !t.starts_with('_')
+            && !t.ends_with('_')
+            && !t.contains("__")
+            && t.chars().all(|c| c == '_' || c.is_digit(radix))
+    };
+    for (prefix, radix) in [("0x", 16), ("0X", 16), ("0o", 8), ("0O", 8), ("0b", 2), ("0B", 2)] {
+        if let Some(rest) = body.strip_prefix(prefix) {
+            return digits_in(rest.strip_prefix('_').unwrap_or(rest), radix);
+        }
+    }
+    !body.is_empty() && body.chars().all(|c| c.is_ascii_digit())
+}
+
+fn is_yaml_float(s: &str) -> bool {
+    // ^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$
+    let b = s.strip_prefix(['+', '-']).unwrap_or(s).as_bytes();
+    let digits = |b: &[u8], i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && b[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut i = 0;
+    if b.first() == Some(&b'.') {
+        i = 1;
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+    } else {
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            digits(b, &mut i);
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(b, &mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
+fn is_base60_float(s: &str) -> bool {
+    // ^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$
+    let body = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (main, _) = body.split_once('.').unwrap_or((body, ""));
+    if body.split_once('.').is_some_and(|(_, frac)| !frac.chars().all(|c| c.is_ascii_digit() || c == '_')) {
+        return false;
+    }
+    let mut parts = main.split(':');
+    let Some(head) = parts.next() else { return false };
+    let head_ok = head.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && head.chars().all(|c| c.is_ascii_digit() || c == '_');
+    let rest: Vec<&str> = parts.collect();
+    head_ok
+        && !rest.is_empty()
+        && rest.iter().all(|p| {
+            let b = p.as_bytes();
+            match b.len() {
+                1 => b[0].is_ascii_digit(),
+                2 => (b'0'..=b'5').contains(&b[0]) && b[1].is_ascii_digit(),
+                _ => false,
+            }
+        })
+}
+
+fn is_timestamp(s: &str) -> bool {
+    // go-yaml v2 accepts "2006-1-2" and RFC 3339 variants; a leading YYYY-M-D is enough
+    // to force quoting in practice.
+    let b = s.as_bytes();
+    b.len() >= 8
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && time::Date::parse(
+            s.get(..10).unwrap_or(s),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .is_ok()
+}
+
+fn choose_style(s: &str, simple_key: bool) -> Style {
+    let analysis = analyze(s);
+    let mut style = if s.contains('\n') {
+        Style::Literal
+    } else if resolves_to_non_string(s) {
+        Style::DoubleQuoted
+    } else {
+        Style::Plain
+    };
+    if style == Style::Plain && (!analysis.block_plain_allowed || (s.is_empty() && simple_key)) {
+        style = Style::SingleQuoted;
+    }
+    if style == Style::SingleQuoted && !analysis.single_quoted_allowed {
+        style = Style::DoubleQuoted;
+    }
+    if style == Style::Literal && (!analysis.block_allowed || simple_key) {
+        style = Style::DoubleQuoted;
+    }
+    style
+}
+
+fn write_yaml_scalar(s: &str, indent: usize, simple_key: bool, out: &mut String) {
+    match choose_style(s, simple_key) {
+        Style::Plain => out.push_str(s),
+        Style::SingleQuoted => {
+            out.push('\'');
+            out.push_str(&s.replace('\'', "''"));
+            out.push('\'');
+        }
+        Style::DoubleQuoted => write_yaml_double_quoted(s, out),
+        Style::Literal => write_yaml_literal(s, indent, out),
+    }
+}
+
+fn write_yaml_double_quoted(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{a0}' => out.push_str("\\_"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if !is_yaml_printable(c) || c == '\u{feff}' => {
+                let v = u32::from(c);
+                if v <= 0xff {
+                    out.push_str(&format!("\\x{v:02X}"));
+                } else if v <= 0xffff {
+                    out.push_str(&format!("\\u{v:04X}"));
+                } else {
+                    out.push_str(&format!("\\U{v:08X}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn write_yaml_literal(s: &str, indent: usize, out: &mut String) {
+    out.push('|');
+    if s.starts_with([' ', '\n']) {
+        out.push('2');
+    }
+    if !s.ends_with('\n') {
+        out.push('-');
+    } else if s.len() == 1 || s[..s.len() - 1].ends_with('\n') {
+        out.push('+');
+    }
+    let body = s.strip_suffix('\n').unwrap_or(s);
+    for line in body.split('\n') {
+        out.push('\n');
+        if !line.is_empty() {
+            out.extend(std::iter::repeat_n(' ', indent));
+            out.push_str(line);
+        }
+    }
+}
+
+/// go-yaml v2's `keyList.Less` for string keys: letters sort after non-letters, and runs
+/// of digits compare as numbers.
+pub(crate) fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
+    let ar: Vec<char> = a.chars().collect();
+    let br: Vec<char> = b.chars().collect();
+    let mut i = 0;
+    while i < ar.len() && i < br.len() {
+        if ar[i] == br[i] {
+            i += 1;
+            continue;
+        }
+        let (al, bl) = (ar[i].is_alphabetic(), br[i].is_alphabetic());
+        if al && bl {
+            return ar[i].cmp(&br[i]);
+        }
+        if al || bl {
+            return if bl { Ordering::Less } else { Ordering::Greater };
+        }
+        let (mut an, mut bn) = (0i64, 0i64);
+        if ar[i] == '0' || br[i] == '0' {
+            let mut j = i;
+            while j > 0 && ar[j - 1].is_ascii_digit() {
+                j -= 1;
+                if ar[j] != '0' {
+                    an = 1;
+                    bn = 1;
+                    break;
+                }
+            }
+        }
+        let mut ai = i;
+        while ai < ar.len() && ar[ai].is_ascii_digit() {
+            an = an.saturating_mul(10).saturating_add(i64::from(ar[ai] as u8 - b'0'));
+            ai += 1;
+        }
+        let mut bi = i;
+        while bi < br.len() && br[bi].is_ascii_digit() {
+            bn = bn.saturating_mul(10).saturating_add(i64::from(br[bi] as u8 - b'0'));
+            bi += 1;
+        }
+        if an != bn {
+            return an.cmp(&bn);
+        }
+        if ai != bi {
+            return ai.cmp(&bi);
+        }
+        return ar[i].cmp(&br[i]);
+    }
+    ar.len().cmp(&br.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(node: &Node) -> String {
+        node.to_yaml().expose().to_owned()
+    }
+
+    #[test]
+    fn scalars_are_quoted_as_go_yaml_quotes_them() {
+        let cases = [
+            ("plain", "plain"),
+            ("true", "\"true\""),
+            ("no", "\"no\""),
+            ("0755", "\"0755\""),
+            ("1.0", "\"1.0\""),
+            ("", "\"\""),
+            ("- x", "'- x'"),
+            ("a: b", "'a: b'"),
+            ("a #b", "'a #b'"),
+            (" lead", "' lead'"),
+            ("*star", "'*star'"),
+            ("AgB+/x==", "AgB+/x=="),
+            ("tab\there", "\"tab\\there\""),
+            ("2024-01-02", "\"2024-01-02\""),
+            ("12:30", "\"12:30\""),
+            ("ümlaut", "ümlaut"),
+        ];
+        for (input, want) in cases {
+            let mut n = Node::map();
+            n.insert("k", Node::str(input));
+            assert_eq!(yaml(&n), format!("k: {want}\n"), "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn keys_sort_like_go_yaml() {
+        let mut keys = vec!["b", "a10", "a2", "A", "_x", "a.b", "a-b", "ab"];
+        keys.sort_by(|a, b| go_yaml_key_order(a, b));
+        assert_eq!(keys, vec!["A", "_x", "a-b", "a.b", "a2", "a10", "ab", "b"]);
+    }
+
+    #[test]
+    fn nested_maps_sequences_and_literals() {
+        let mut inner = Node::map();
+        inner.insert("z", Node::str("1x"));
+        let mut item = Node::map();
+        item.insert("name", Node::str("n"));
+        item.insert("controller", Node::Bool(true));
+        let mut root = Node::map();
+        root.insert("seq", Node::Seq(vec![item]));
+        root.insert("m", inner);
+        root.insert("empty", Node::map());
+        root.insert("text", Node::str("line1\nline2\n"));
+        assert_eq!(
+            yaml(&root),
+            "empty: {}\nm:\n  z: 1x\nseq:\n- controller: true\n  name: n\ntext: |\n  line1\n  line2\n"
+        );
+        assert_eq!(
+            root.to_json().expose(),
+            "{\n  \"seq\": [\n    {\n      \"name\": \"n\",\n      \"controller\": true\n    }\n  ],\n  \"m\": {\n    \"z\": \"1x\"\n  },\n  \"empty\": {},\n  \"text\": \"line1\\nline2\\n\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn json_escapes_html_like_go() {
+        let n = Node::str("<a&b>");
+        assert_eq!(n.to_json().expose(), "\"\\u003ca\\u0026b\\u003e\"\n");
+    }
+}
