@@ -10,8 +10,14 @@
 //! The library never prints; the `kvseal` binary renders what it returns.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
+pub mod config;
+pub mod fleet;
 pub mod format;
+pub mod fsutil;
 pub mod keys;
+pub mod lifecycle;
 pub mod manifest;
 pub mod secret;
+pub mod store;

@@ -1,5 +1,6 @@
 //! RSA keys, their fingerprints, PEM encoding and self-signed certificates.
 
+mod backup;
 mod cert;
 mod pem;
 
@@ -15,6 +16,7 @@ use base64::Engine as _;
 
 use crate::secret::{SecretBytes, SecretString};
 
+pub use backup::read_private_keys;
 pub use cert::{Certificate, CertificateError, CertificateRequest};
 pub use pem::{PemBlock, pem_blocks, pem_encode};
 
@@ -40,6 +42,9 @@ pub enum KeyError {
     /// The public key could not be parsed.
     #[error("not a usable RSA public key: {0}")]
     InvalidPublicKey(String),
+    /// A Secret or List key backup that holds no usable key.
+    #[error("{0}")]
+    Backup(String),
     /// Key generation failed in the backend.
     #[error("RSA key generation failed")]
     Generate,

@@ -75,7 +75,8 @@ impl ObjectMeta {
 }
 
 /// Reads YAML `null` (or a missing field) as the type's default, as Go does for maps.
-pub(crate) fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+#[doc(hidden)]
+pub fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Default + Deserialize<'de>,

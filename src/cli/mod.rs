@@ -1,0 +1,73 @@
+//! Command-line interface: one module per subcommand, each with its `Args` and `run`.
+
+mod io;
+mod keys;
+mod seal;
+mod unseal;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use kvseal::config::Config;
+
+/// Exit status for a command that failed.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Seal Secrets for every cluster of a fleet, and manage the Sealed Secrets keys behind them.
+#[derive(Debug, clap::Parser)]
+#[command(name = "kvseal", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file (default: kvseal.toml in this or the nearest parent directory).
+    #[arg(long, global = true, value_name = "FILE", env = "KVSEAL_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Turn Secrets into SealedSecrets for one cluster, several, or a certificate.
+    Seal(seal::Args),
+    /// Decrypt SealedSecrets with private keys and print the Secrets the controller would create.
+    Unseal(unseal::Args),
+    /// Generate, list and export key generations.
+    #[command(subcommand)]
+    Keys(keys::Command),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = ConfigSource(cli.config);
+    match cli.command {
+        Command::Seal(args) => seal::run(args, &config),
+        Command::Unseal(args) => unseal::run(args, &config),
+        Command::Keys(command) => keys::run(command, &config),
+    }
+}
+
+/// Where the configuration comes from; loaded only by commands that need it.
+pub struct ConfigSource(Option<PathBuf>);
+
+impl ConfigSource {
+    /// Loads the configuration, or explains how to provide one.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        match &self.0 {
+            Some(path) => Ok(Config::load(path)?),
+            None => {
+                let cwd = std::env::current_dir().context("cannot read the current directory")?;
+                Ok(Config::discover(&cwd)?)
+            }
+        }
+    }
+
+    /// Loads the configuration if one was given or can be found.
+    pub fn load_optional(&self) -> anyhow::Result<Option<Config>> {
+        match self.load() {
+            Ok(config) => Ok(Some(config)),
+            Err(e) if self.0.is_none() && e.downcast_ref::<kvseal::config::ConfigError>().is_some_and(|e| matches!(e, kvseal::config::ConfigError::NotFound(_))) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
