@@ -249,7 +249,18 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, FormatError> {
     } else {
         decode(text)
     };
-    result.map_err(|e| FormatError::Base64 { detail: describe_base64_error(e) })
+    result.map_err(|e| {
+        // Report the first byte outside the alphabet, as Go's decoder does, so that the
+        // offset matches what the controller logs.
+        let first_illegal = text.bytes().enumerate().find(|(_, b)| {
+            !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r'))
+        });
+        let detail = match first_illegal {
+            Some((offset, byte)) => describe_base64_error(base64::DecodeError::InvalidByte(offset, byte)),
+            None => describe_base64_error(e),
+        };
+        FormatError::Base64 { detail }
+    })
 }
 
 fn describe_base64_error(error: base64::DecodeError) -> String {
