@@ -24,7 +24,9 @@ const DEFAULT_RETAIN: u32 = 3;
 #[non_exhaustive]
 pub enum ConfigError {
     /// No `kvseal.toml` between here and the root.
-    #[error("no {CONFIG_FILE} in {0} or any parent directory; create one (see docs/configuration.md) or pass --config")]
+    #[error(
+        "no {CONFIG_FILE} in {0} or any parent directory; create one (see docs/configuration.md) or pass --config"
+    )]
     NotFound(String),
     /// The file cannot be read.
     #[error("cannot read {path}: {source}")]
@@ -185,8 +187,10 @@ impl Config {
 
     /// Loads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, path, &base_dir)
     }
@@ -194,25 +198,31 @@ impl Config {
     /// Parses and validates configuration text.
     pub fn parse(text: &str, path: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
         let display = path.display().to_string();
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: display.clone(), message: e.to_string().trim_end().to_owned() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: display.clone(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
         raw.validate(path, base_dir)
     }
 
     /// The cluster called `name`.
     pub fn cluster(&self, name: &str) -> Result<&ClusterConfig, ConfigError> {
-        self.clusters.get(name).ok_or_else(|| self.invalid(format!(
-            "no cluster {name:?}; the configured clusters are: {}",
-            self.clusters.keys().cloned().collect::<Vec<_>>().join(", ")
-        )))
+        self.clusters.get(name).ok_or_else(|| {
+            self.invalid(format!(
+                "no cluster {name:?}; the configured clusters are: {}",
+                self.clusters.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
     }
 
     /// The key set called `name`.
     pub fn keyset(&self, name: &str) -> Result<&KeySetConfig, ConfigError> {
-        self.keysets.get(name).ok_or_else(|| self.invalid(format!(
-            "no key set {name:?}; the configured key sets are: {}",
-            self.keysets.keys().cloned().collect::<Vec<_>>().join(", ")
-        )))
+        self.keysets.get(name).ok_or_else(|| {
+            self.invalid(format!(
+                "no key set {name:?}; the configured key sets are: {}",
+                self.keysets.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
     }
 
     /// The clusters a repository-relative path deploys to: all of them for a shared
@@ -221,7 +231,10 @@ impl Config {
         if self.shared_set.is_match(relative_path) {
             return self.clusters.values().collect();
         }
-        self.clusters.values().filter(|c| c.matches(relative_path)).collect()
+        self.clusters
+            .values()
+            .filter(|c| c.matches(relative_path))
+            .collect()
     }
 
     /// Directory of a key set's exported certificates.
@@ -230,7 +243,10 @@ impl Config {
     }
 
     fn invalid(&self, message: String) -> ConfigError {
-        ConfigError::Invalid { path: self.path.display().to_string(), message }
+        ConfigError::Invalid {
+            path: self.path.display().to_string(),
+            message,
+        }
     }
 }
 
@@ -238,12 +254,17 @@ impl RawConfig {
     /// Checks references, patterns and durations, and resolves paths against `base_dir`.
     pub fn validate(self, path: &Path, base_dir: &Path) -> Result<Config, ConfigError> {
         let display = path.display().to_string();
-        let invalid = |message: String| ConfigError::Invalid { path: display.clone(), message };
+        let invalid = |message: String| ConfigError::Invalid {
+            path: display.clone(),
+            message,
+        };
 
         let store = match self.store.parse::<StoreSpec>() {
             Ok(StoreSpec::Dir(dir)) => StoreSpec::Dir(base_dir.join(dir)),
             Err(StoreError::UnknownSpec(s)) => {
-                return Err(invalid(format!("store = {s:?}: use \"dir:PATH\" (relative to this file)")));
+                return Err(invalid(format!(
+                    "store = {s:?}: use \"dir:PATH\" (relative to this file)"
+                )));
             }
             Err(other) => return Err(invalid(other.to_string())),
         };
@@ -251,23 +272,32 @@ impl RawConfig {
         let mut keysets = BTreeMap::new();
         for (name, raw) in self.keysets {
             check_name("key set", &name).map_err(&invalid)?;
-            let duration = |field: &str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
-                value
-                    .as_deref()
-                    .map(|v| parse_duration(v).map_err(|e| invalid(format!("keysets.{name}.{field}: {e}"))))
-                    .transpose()
-            };
+            let duration =
+                |field: &str, value: &Option<String>| -> Result<Option<Duration>, ConfigError> {
+                    value
+                        .as_deref()
+                        .map(|v| {
+                            parse_duration(v)
+                                .map_err(|e| invalid(format!("keysets.{name}.{field}: {e}")))
+                        })
+                        .transpose()
+                };
             let retain = raw.retain.unwrap_or(DEFAULT_RETAIN);
             if retain == 0 {
                 return Err(invalid(format!("keysets.{name}.retain must be at least 1")));
             }
-            keysets.insert(name.clone(), KeySetConfig {
-                rotation_period: duration("rotation_period", &raw.rotation_period)?,
-                validity: duration("validity", &raw.validity)?.unwrap_or(DEFAULT_VALIDITY),
-                retain,
-                common_name: raw.common_name.unwrap_or_else(|| "sealed-secret".to_owned()),
-                name,
-            });
+            keysets.insert(
+                name.clone(),
+                KeySetConfig {
+                    rotation_period: duration("rotation_period", &raw.rotation_period)?,
+                    validity: duration("validity", &raw.validity)?.unwrap_or(DEFAULT_VALIDITY),
+                    retain,
+                    common_name: raw
+                        .common_name
+                        .unwrap_or_else(|| "sealed-secret".to_owned()),
+                    name,
+                },
+            );
         }
 
         let mut clusters = BTreeMap::new();
@@ -279,18 +309,27 @@ impl RawConfig {
                     raw.keyset, raw.keyset
                 )));
             }
-            let path_set = glob_set(&raw.paths).map_err(|e| invalid(format!("clusters.{name}.paths: {e}")))?;
-            clusters.insert(name.clone(), ClusterConfig {
-                keyset: raw.keyset,
-                controller_namespace: raw.controller_namespace.unwrap_or_else(|| DEFAULT_CONTROLLER_NAMESPACE.into()),
-                controller_name: raw.controller_name.unwrap_or_else(|| DEFAULT_CONTROLLER_NAME.into()),
-                context: raw.context,
-                paths: raw.paths,
-                path_set,
-                name,
-            });
+            let path_set =
+                glob_set(&raw.paths).map_err(|e| invalid(format!("clusters.{name}.paths: {e}")))?;
+            clusters.insert(
+                name.clone(),
+                ClusterConfig {
+                    keyset: raw.keyset,
+                    controller_namespace: raw
+                        .controller_namespace
+                        .unwrap_or_else(|| DEFAULT_CONTROLLER_NAMESPACE.into()),
+                    controller_name: raw
+                        .controller_name
+                        .unwrap_or_else(|| DEFAULT_CONTROLLER_NAME.into()),
+                    context: raw.context,
+                    paths: raw.paths,
+                    path_set,
+                    name,
+                },
+            );
         }
-        let shared_set = glob_set(&self.shared_paths).map_err(|e| invalid(format!("shared_paths: {e}")))?;
+        let shared_set =
+            glob_set(&self.shared_paths).map_err(|e| invalid(format!("shared_paths: {e}")))?;
 
         Ok(Config {
             path: path.to_path_buf(),
@@ -308,7 +347,9 @@ impl RawConfig {
 fn check_name(what: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 63
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !name.starts_with('-')
         && !name.ends_with('-');
     if ok {
@@ -335,9 +376,13 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
 /// Parses `90d`, `12h`, `30m`, `45s`, `2w` or `10y` (365 days).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 90d, 12h or 10y"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90d, 12h or 10y"))?;
     let seconds = match unit {
         "s" => 1,
         "m" => 60,
@@ -345,9 +390,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "d" => 86_400,
         "w" => 7 * 86_400,
         "y" => 365 * 86_400,
-        _ => return Err(format!("{text:?} has unit {unit:?}; use s, m, h, d, w or y")),
+        _ => {
+            return Err(format!(
+                "{text:?} has unit {unit:?}; use s, m, h, d, w or y"
+            ));
+        }
     };
-    n.checked_mul(seconds).map(Duration::from_secs).ok_or_else(|| format!("{text:?} is too long"))
+    n.checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[cfg(test)]
@@ -371,7 +422,11 @@ paths = ["apps/*/overlays/prod-eu/**"]
     fn paths_map_to_clusters() {
         let config = Config::parse(GOOD, Path::new("/r/kvseal.toml"), Path::new("/r")).unwrap();
         let names = |p: &str| -> Vec<String> {
-            config.clusters_for_path(Path::new(p)).iter().map(|c| c.name.clone()).collect()
+            config
+                .clusters_for_path(Path::new(p))
+                .iter()
+                .map(|c| c.name.clone())
+                .collect()
         };
         assert_eq!(names("apps/x/overlays/prod-eu/s.yaml"), ["prod-eu"]);
         assert_eq!(names("infrastructure/a/b.yaml"), ["prod-eu"]);
@@ -382,14 +437,18 @@ paths = ["apps/*/overlays/prod-eu/**"]
     #[test]
     fn unknown_field_names_field_and_line() {
         let text = GOOD.replace("keyset = \"prod\"", "keyset = \"prod\"\nkeyste = 1");
-        let err = Config::parse(&text, Path::new("k.toml"), Path::new(".")).unwrap_err().to_string();
-        assert!(err.contains("keyste") && err.contains("line 12"), "{err}");
+        let err = Config::parse(&text, Path::new("k.toml"), Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keyste") && err.contains("line 11"), "{err}");
     }
 
     #[test]
     fn cluster_with_unknown_keyset_is_refused() {
         let text = GOOD.replace("keyset = \"prod\"", "keyset = \"nope\"");
-        let err = Config::parse(&text, Path::new("k.toml"), Path::new(".")).unwrap_err().to_string();
+        let err = Config::parse(&text, Path::new("k.toml"), Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no [keysets.nope] section"), "{err}");
     }
 }

@@ -67,8 +67,16 @@ impl SealingTarget {
         let certificate = read_certificate(path)?;
         certificate
             .check_not_expired(now)
-            .map_err(|source| FleetError::Certificate { path: path.display().to_string(), source })?;
-        Ok(Self { keyset: None, clusters: Vec::new(), certificate, certificate_path: path.to_owned() })
+            .map_err(|source| FleetError::Certificate {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Ok(Self {
+            keyset: None,
+            clusters: Vec::new(),
+            certificate,
+            certificate_path: path.to_owned(),
+        })
     }
 
     /// A human description: `key set prod (clusters prod-eu, prod-us)`.
@@ -81,16 +89,29 @@ impl SealingTarget {
 }
 
 fn read_certificate(path: &Path) -> Result<Certificate, FleetError> {
-    let pem = fs::read(path).map_err(|source| FleetError::Io { path: path.display().to_string(), source })?;
-    Certificate::from_pem(&pem).map_err(|source| FleetError::Certificate { path: path.display().to_string(), source })
+    let pem = fs::read(path).map_err(|source| FleetError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Certificate::from_pem(&pem).map_err(|source| FleetError::Certificate {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Groups clusters by key set, in the order first named, each with its sealing certificate.
-pub fn sealing_targets(config: &Config, clusters: &[String], now: OffsetDateTime) -> Result<Vec<SealingTarget>, FleetError> {
+pub fn sealing_targets(
+    config: &Config,
+    clusters: &[String],
+    now: OffsetDateTime,
+) -> Result<Vec<SealingTarget>, FleetError> {
     let mut targets: Vec<SealingTarget> = Vec::new();
     for name in clusters {
         let cluster = config.cluster(name)?;
-        if let Some(target) = targets.iter_mut().find(|t| t.keyset.as_deref() == Some(&cluster.keyset)) {
+        if let Some(target) = targets
+            .iter_mut()
+            .find(|t| t.keyset.as_deref() == Some(&cluster.keyset))
+        {
             if !target.clusters.contains(name) {
                 target.clusters.push(name.clone());
             }
@@ -109,30 +130,53 @@ pub fn sealing_targets(config: &Config, clusters: &[String], now: OffsetDateTime
 
 /// The certificate a key set seals with: of the exported certificates, the one with the
 /// newest NotBefore, exactly the rule the controller uses to pick its sealing key.
-pub fn sealing_certificate(config: &Config, keyset: &str, now: OffsetDateTime) -> Result<(Certificate, PathBuf), FleetError> {
+pub fn sealing_certificate(
+    config: &Config,
+    keyset: &str,
+    now: OffsetDateTime,
+) -> Result<(Certificate, PathBuf), FleetError> {
     config.keyset(keyset)?;
     let dir = config.keyset_cert_dir(keyset);
-    let no_cert = || FleetError::NoCertificate { keyset: keyset.to_owned(), dir: dir.display().to_string() };
+    let no_cert = || FleetError::NoCertificate {
+        keyset: keyset.to_owned(),
+        dir: dir.display().to_string(),
+    };
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_cert()),
-        Err(source) => return Err(FleetError::Io { path: dir.display().to_string(), source }),
+        Err(source) => {
+            return Err(FleetError::Io {
+                path: dir.display().to_string(),
+                source,
+            });
+        }
     };
     let mut best: Option<(Certificate, PathBuf)> = None;
     for entry in entries {
-        let path = entry.map_err(|source| FleetError::Io { path: dir.display().to_string(), source })?.path();
+        let path = entry
+            .map_err(|source| FleetError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?
+            .path();
         if path.extension().and_then(|e| e.to_str()) != Some("pem") {
             continue;
         }
         let certificate = read_certificate(&path)?;
-        if best.as_ref().is_none_or(|(b, _)| certificate.not_before() > b.not_before()) {
+        if best
+            .as_ref()
+            .is_none_or(|(b, _)| certificate.not_before() > b.not_before())
+        {
             best = Some((certificate, path));
         }
     }
     let (certificate, path) = best.ok_or_else(no_cert)?;
     certificate
         .check_not_expired(now)
-        .map_err(|source| FleetError::Certificate { path: path.display().to_string(), source })?;
+        .map_err(|source| FleetError::Certificate {
+            path: path.display().to_string(),
+            source,
+        })?;
     Ok((certificate, path))
 }
 
@@ -150,11 +194,17 @@ pub enum ExportChange {
 /// Writes the certificates of every active and retained generation of every configured key
 /// set into the certificate directory (`<cert_dir>/<keyset>/<generation>.pem`), and removes
 /// certificates of generations that are no longer published.
-pub fn export_certs(config: &Config, store: &dyn KeyStore) -> Result<Vec<ExportChange>, FleetError> {
+pub fn export_certs(
+    config: &Config,
+    store: &dyn KeyStore,
+) -> Result<Vec<ExportChange>, FleetError> {
     let mut changes = Vec::new();
     for keyset in config.keysets.keys() {
-        let published: Vec<GenerationInfo> =
-            store.list(keyset)?.into_iter().filter(|g| g.state.is_published()).collect();
+        let published: Vec<GenerationInfo> = store
+            .list(keyset)?
+            .into_iter()
+            .filter(|g| g.state.is_published())
+            .collect();
         let dir = config.keyset_cert_dir(keyset);
         let io = |path: &Path| {
             let path = path.display().to_string();
@@ -178,7 +228,8 @@ pub fn export_certs(config: &Config, store: &dyn KeyStore) -> Result<Vec<ExportC
         if let Ok(entries) = fs::read_dir(&dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.extension().and_then(|e| e.to_str()) == Some("pem") && !keep.contains(&path) {
+                if path.extension().and_then(|e| e.to_str()) == Some("pem") && !keep.contains(&path)
+                {
                     fs::remove_file(&path).map_err(io(&path))?;
                     changes.push(ExportChange::Removed(path));
                 }

@@ -63,12 +63,21 @@ pub fn generate(
     let key = PrivateKey::generate(KEY_BITS)?;
     let request = CertificateRequest::new(&keyset.common_name, not_before, not_after);
     let certificate = Certificate::self_signed(&key, &request)?;
-    let created = store.create(&keyset.name, number, &key, &certificate, GenerationState::Active)?;
+    let created = store.create(
+        &keyset.name,
+        number,
+        &key,
+        &certificate,
+        GenerationState::Active,
+    )?;
 
     // Only after the new generation is stored and verified do older ones step down; a crash
     // in between leaves two active generations, and the newest NotBefore still wins.
     let mut demoted = Vec::new();
-    for previous in existing.iter().filter(|g| g.state == GenerationState::Active) {
+    for previous in existing
+        .iter()
+        .filter(|g| g.state == GenerationState::Active)
+    {
         store.set_state(&keyset.name, previous.generation, GenerationState::Retained)?;
         demoted.push(previous.generation);
     }

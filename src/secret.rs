@@ -76,6 +76,7 @@ impl SecretString {
 
 impl<'de> serde::Deserialize<'de> for SecretString {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(Self::new)
+        // `key:` with no value is null in YAML; Kubernetes reads it as empty.
+        Option::<String>::deserialize(deserializer).map(|s| Self::new(s.unwrap_or_default()))
     }
 }

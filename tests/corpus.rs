@@ -17,7 +17,11 @@ fn corpus_dir() -> PathBuf {
     let dir = std::env::var_os("KVSEAL_CORPUS")
         .map(PathBuf::from)
         .unwrap_or_else(|| common::repo_root().join("../shared/corpus"));
-    assert!(dir.join("INDEX.md").is_file(), "the corpus is missing at {}: check out shared/ beside the repository or set KVSEAL_CORPUS", dir.display());
+    assert!(
+        dir.join("INDEX.md").is_file(),
+        "the corpus is missing at {}: check out shared/ beside the repository or set KVSEAL_CORPUS",
+        dir.display()
+    );
     dir
 }
 
@@ -36,22 +40,31 @@ fn repo_keys(repo: &Path) -> BTreeMap<String, Vec<PrivateKey>> {
     for entry in std::fs::read_dir(repo.join("keys")).unwrap() {
         let path = entry.unwrap().path();
         let bytes = std::fs::read(&path).unwrap();
-        let parsed = read_private_keys(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        keys.insert(format!("keys/{}", path.file_name().unwrap().to_string_lossy()), parsed);
+        let parsed =
+            read_private_keys(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        keys.insert(
+            format!("keys/{}", path.file_name().unwrap().to_string_lossy()),
+            parsed,
+        );
     }
     keys
 }
 
 fn sealed_secrets(path: &Path) -> Vec<Result<SealedSecret, String>> {
     let text = std::fs::read_to_string(path).unwrap();
-    split_documents(&text).iter().map(|d| SealedSecret::from_document(d).map_err(|e| e.to_string())).collect()
+    split_documents(&text)
+        .iter()
+        .map(|d| SealedSecret::from_document(d).map_err(|e| e.to_string()))
+        .collect()
 }
 
 #[test]
 fn every_recorded_field_opens_or_is_refused_as_expected() {
     let (mut opened, mut refused) = (0, 0);
     for repo in repositories() {
-        let expected: Value = serde_json::from_str(&std::fs::read_to_string(repo.join("expected.json")).unwrap()).unwrap();
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo.join("expected.json")).unwrap())
+                .unwrap();
         let keys_by_file = repo_keys(&repo);
         let all_keys: Vec<&PrivateKey> = keys_by_file.values().flatten().collect();
         for field in expected["fields"].as_array().unwrap() {
@@ -67,33 +80,81 @@ fn every_recorded_field_opens_or_is_refused_as_expected() {
                     continue;
                 }
             };
-            assert_eq!(sealed.metadata.namespace, field["namespace"].as_str().unwrap(), "{what}");
+            assert_eq!(
+                sealed.metadata.namespace,
+                field["namespace"].as_str().unwrap(),
+                "{what}"
+            );
             let name = field["field"].as_str().unwrap();
-            let keys: Vec<PrivateKey> = all_keys.iter().map(|k| PrivateKey::from_pkcs8_der(k.pkcs8_der().clone()).unwrap()).collect();
+            let keys: Vec<PrivateKey> = all_keys
+                .iter()
+                .map(|k| PrivateKey::from_pkcs8_der(k.pkcs8_der().clone()).unwrap())
+                .collect();
             match sealed.unseal(&keys) {
                 Ok(secret) => {
-                    assert_eq!(field["decrypts"], true, "{what}: opened but recorded as not decrypting");
+                    assert_eq!(
+                        field["decrypts"], true,
+                        "{what}: opened but recorded as not decrypting"
+                    );
                     let plaintext = &secret.data[name];
-                    assert_eq!(plaintext.len() as u64, field["plaintext_len"].as_u64().unwrap(), "{what}");
-                    assert_eq!(common::sha256_hex(plaintext.expose()), field["plaintext_sha256"].as_str().unwrap(), "{what}");
+                    assert_eq!(
+                        plaintext.len() as u64,
+                        field["plaintext_len"].as_u64().unwrap(),
+                        "{what}"
+                    );
+                    assert_eq!(
+                        common::sha256_hex(plaintext.expose()),
+                        field["plaintext_sha256"].as_str().unwrap(),
+                        "{what}"
+                    );
                     // The key that opened it is the recorded one, by kubeseal's fingerprint.
                     let fingerprint = secret.opened_with[name];
                     let key_file = field["key"].as_str().unwrap();
-                    let recorded = keys_by_file[key_file].iter().find(|k| k.fingerprint() == fingerprint);
-                    let recorded = recorded.unwrap_or_else(|| panic!("{what}: opened with a key not from {key_file}"));
-                    assert_eq!(recorded.public_key().kubeseal_fingerprint(), field["key_fingerprint"].as_str().unwrap());
+                    let recorded = keys_by_file[key_file]
+                        .iter()
+                        .find(|k| k.fingerprint() == fingerprint);
+                    let recorded = recorded
+                        .unwrap_or_else(|| panic!("{what}: opened with a key not from {key_file}"));
+                    assert_eq!(
+                        recorded.public_key().kubeseal_fingerprint(),
+                        field["key_fingerprint"].as_str().unwrap()
+                    );
                     opened += 1;
                 }
                 Err(UnsealError::Fields { errors, .. }) => {
                     assert_eq!(field["decrypts"], false, "{what}: {errors:?}");
-                    let error = errors.iter().find(|e| e.field == name).unwrap_or_else(|| panic!("{what}: no error for field"));
+                    let error = errors
+                        .iter()
+                        .find(|e| e.field == name)
+                        .unwrap_or_else(|| panic!("{what}: no error for field"));
                     let why = field["why"].as_str().unwrap();
                     if why.starts_with("malformed") {
-                        assert!(error.reason.contains("not valid base64"), "{what}: {}", error.reason);
-                        assert!(why.contains(&format!("at input byte {}", error.reason.split("at byte ").nth(1).unwrap().split(')').next().unwrap())),
-                            "{what}: byte offset differs from Go's: {} vs {why}", error.reason);
+                        assert!(
+                            error.reason.contains("not valid base64"),
+                            "{what}: {}",
+                            error.reason
+                        );
+                        assert!(
+                            why.contains(&format!(
+                                "at input byte {}",
+                                error
+                                    .reason
+                                    .split("at byte ")
+                                    .nth(1)
+                                    .unwrap()
+                                    .split(')')
+                                    .next()
+                                    .unwrap()
+                            )),
+                            "{what}: byte offset differs from Go's: {} vs {why}",
+                            error.reason
+                        );
                     } else {
-                        assert!(error.reason.contains("no key could decrypt"), "{what}: {}", error.reason);
+                        assert!(
+                            error.reason.contains("no key could decrypt"),
+                            "{what}: {}",
+                            error.reason
+                        );
                     }
                     refused += 1;
                 }
@@ -101,14 +162,20 @@ fn every_recorded_field_opens_or_is_refused_as_expected() {
             }
         }
     }
-    assert_eq!((opened, refused), (39, 9), "the corpus has 39 decrypting fields and 9 that do not");
+    assert_eq!(
+        (opened, refused),
+        (39, 9),
+        "the corpus has 39 decrypting fields and 9 that do not"
+    );
 }
 
 #[test]
 fn no_repository_opens_with_another_repositorys_keys() {
     let repos = repositories();
-    let keys: Vec<(PathBuf, Vec<PrivateKey>)> =
-        repos.iter().map(|r| (r.clone(), repo_keys(r).into_values().flatten().collect())).collect();
+    let keys: Vec<(PathBuf, Vec<PrivateKey>)> = repos
+        .iter()
+        .map(|r| (r.clone(), repo_keys(r).into_values().flatten().collect()))
+        .collect();
     let mut checked = 0;
     for repo in &repos {
         let sealed_dir = repo.join("sealed");

@@ -25,7 +25,10 @@ fn keys() -> Vec<(PrivateKey, rsa::RsaPrivateKey)> {
         .into_iter()
         .map(|name| {
             let pem = common::vector_key_pem(name);
-            (PrivateKey::from_pem(&pem).unwrap(), common::oracle_private_key(&pem))
+            (
+                PrivateKey::from_pem(&pem).unwrap(),
+                common::oracle_private_key(&pem),
+            )
         })
         .collect()
 }
@@ -36,11 +39,21 @@ fn kvseal_seals_and_the_oracle_opens() {
         for scope in Scope::ALL {
             let label = scope.label("team-a", "api-token");
             for (name, value) in values() {
-                let sealed = format::seal(key.public_key(), &value, &label, &SessionKey::generate()).unwrap();
+                let sealed =
+                    format::seal(key.public_key(), &value, &label, &SessionKey::generate())
+                        .unwrap();
                 let opened = common::oracle_open(&oracle, &sealed, &label);
-                assert_eq!(opened.as_deref(), Some(value.as_slice()), "{name}, {scope}, {} bits", key.public_key().bits());
+                assert_eq!(
+                    opened.as_deref(),
+                    Some(value.as_slice()),
+                    "{name}, {scope}, {} bits",
+                    key.public_key().bits()
+                );
                 let other = Scope::Strict.label("team-b", "api-token");
-                assert!(common::oracle_open(&oracle, &sealed, &other).is_none(), "{name}: wrong label opened");
+                assert!(
+                    common::oracle_open(&oracle, &sealed, &other).is_none(),
+                    "{name}: wrong label opened"
+                );
             }
         }
     }
@@ -55,7 +68,8 @@ fn the_oracle_seals_and_kvseal_opens() {
             let label = scope.label("team-a", "api-token");
             for (name, value) in values() {
                 let sealed = common::oracle_seal(&public, &value, &label);
-                let opened = format::open(&key, &sealed, &label).unwrap_or_else(|e| panic!("{name}, {scope}: {e}"));
+                let opened = format::open(&key, &sealed, &label)
+                    .unwrap_or_else(|e| panic!("{name}, {scope}: {e}"));
                 assert_eq!(opened.expose(), value.as_slice(), "{name}, {scope}");
             }
         }
@@ -69,7 +83,13 @@ fn fixed_session_key_gives_a_stable_aes_part() {
     use aes_gcm::aead::{Aead, KeyInit};
     let (key, _) = keys().remove(0);
     let session = [7u8; 32];
-    let sealed = format::seal(key.public_key(), b"payload", b"", &SessionKey::from_bytes(session)).unwrap();
+    let sealed = format::seal(
+        key.public_key(),
+        b"payload",
+        b"",
+        &SessionKey::from_bytes(session),
+    )
+    .unwrap();
     let expected = aes_gcm::Aes256Gcm::new_from_slice(&session)
         .unwrap()
         .encrypt(&aes_gcm::Nonce::default(), b"payload".as_slice())
@@ -87,9 +107,22 @@ fn sealed_secret_documents_open_under_the_label_their_own_metadata_implies() {
         data.insert("password".to_owned(), SecretBytes::copy_from(b"p@ss"));
         data.insert("user".to_owned(), SecretBytes::copy_from(b"admin"));
         let secret = Secret::from_values("db", "shop", data)
-            .prepare(0, &SecretOptions { scope: Some(scope), ..Default::default() })
+            .prepare(
+                0,
+                &SecretOptions {
+                    scope: Some(scope),
+                    ..Default::default()
+                },
+            )
             .unwrap();
-        let sealed = SealedSecret::seal(&secret, public, SealOptions { record_fingerprint: true }).unwrap();
+        let sealed = SealedSecret::seal(
+            &secret,
+            public,
+            SealOptions {
+                record_fingerprint: true,
+            },
+        )
+        .unwrap();
         // Round-trip through the rendered YAML, as the controller would read it.
         let yaml = sealed.render(kvseal::manifest::OutputFormat::Yaml);
         let docs = split_documents(&yaml);
@@ -100,7 +133,11 @@ fn sealed_secret_documents_open_under_the_label_their_own_metadata_implies() {
         for (field, value) in &reread.spec.encrypted_data {
             let bytes = format::decode_base64(value).unwrap();
             let plain = common::oracle_open(&oracle, &bytes, &label).expect("oracle opens field");
-            let expected: &[u8] = if field == "password" { b"p@ss" } else { b"admin" };
+            let expected: &[u8] = if field == "password" {
+                b"p@ss"
+            } else {
+                b"admin"
+            };
             assert_eq!(plain, expected);
         }
         let unsealed = reread.unseal(std::slice::from_ref(&key)).unwrap();

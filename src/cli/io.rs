@@ -12,12 +12,15 @@ pub fn read_input(file: Option<&Path>) -> anyhow::Result<SecretString> {
     let mut text = String::new();
     match file {
         Some(path) if path != Path::new("-") => {
-            let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            let mut f = std::fs::File::open(path)
+                .with_context(|| format!("cannot open {}", path.display()))?;
             f.read_to_string(&mut text)
                 .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
         }
         _ => {
-            std::io::stdin().read_to_string(&mut text).context("cannot read standard input as UTF-8 text")?;
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input as UTF-8 text")?;
         }
     }
     Ok(SecretString::new(text))
@@ -35,7 +38,9 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
 /// Writes a public file atomically.
 pub fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    kvseal::fsutil::write_atomic(path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    kvseal::fsutil::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -45,7 +45,11 @@ pub fn run(command: Command, config: &ConfigSource) -> anyhow::Result<std::proce
     }
 }
 
-fn generate(config: &Config, keyset: &str, no_export: bool) -> anyhow::Result<std::process::ExitCode> {
+fn generate(
+    config: &Config,
+    keyset: &str,
+    no_export: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let keyset_config = config.keyset(keyset)?;
     let store = config.store.open();
     let generated = lifecycle::generate(store.as_ref(), keyset_config, OffsetDateTime::now_utc())?;
@@ -58,7 +62,9 @@ fn generate(config: &Config, keyset: &str, no_export: bool) -> anyhow::Result<st
         store.describe()
     );
     for previous in &generated.demoted {
-        eprintln!("{keyset} generation {previous} is now retained: it still decrypts what it sealed");
+        eprintln!(
+            "{keyset} generation {previous} is now retained: it still decrypts what it sealed"
+        );
     }
     if !no_export {
         report_export(&fleet::export_certs(config, store.as_ref())?);
@@ -88,7 +94,10 @@ fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::
                 n.insert("generation", Node::Str(g.generation.to_string()));
                 n.insert("state", Node::str(g.state.as_str()));
                 n.insert("fingerprint", Node::Str(g.fingerprint().to_string()));
-                n.insert("kubesealFingerprint", Node::str(g.certificate.public_key().kubeseal_fingerprint()));
+                n.insert(
+                    "kubesealFingerprint",
+                    Node::str(g.certificate.public_key().kubeseal_fingerprint()),
+                );
                 n.insert("notBefore", Node::Str(date(g.certificate.not_before())));
                 n.insert("notAfter", Node::Str(date(g.certificate.not_after())));
                 n
@@ -98,9 +107,22 @@ fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::
         return Ok(std::process::ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        bail!("{} holds no generations yet; create one with `kvseal keys generate --keyset NAME`", store.describe());
+        bail!(
+            "{} holds no generations yet; create one with `kvseal keys generate --keyset NAME`",
+            store.describe()
+        );
     }
-    let mut table = vec![["KEYSET", "GEN", "STATE", "FINGERPRINT", "NOT BEFORE", "NOT AFTER"].map(String::from)];
+    let mut table = vec![
+        [
+            "KEYSET",
+            "GEN",
+            "STATE",
+            "FINGERPRINT",
+            "NOT BEFORE",
+            "NOT AFTER",
+        ]
+        .map(String::from),
+    ];
     for g in &rows {
         table.push([
             g.keyset.clone(),
@@ -111,10 +133,16 @@ fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::
             date(g.certificate.not_after()),
         ]);
     }
-    let widths: Vec<usize> = (0..6).map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|i| table.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     for row in &table {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
@@ -126,7 +154,10 @@ fn export(config: &Config) -> anyhow::Result<std::process::ExitCode> {
     let store = config.store.open();
     let changes = fleet::export_certs(config, store.as_ref())?;
     if changes.is_empty() {
-        bail!("{} has no active or retained generations to export", store.describe());
+        bail!(
+            "{} has no active or retained generations to export",
+            store.describe()
+        );
     }
     report_export(&changes);
     Ok(std::process::ExitCode::SUCCESS)

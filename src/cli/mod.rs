@@ -66,7 +66,13 @@ impl ConfigSource {
     pub fn load_optional(&self) -> anyhow::Result<Option<Config>> {
         match self.load() {
             Ok(config) => Ok(Some(config)),
-            Err(e) if self.0.is_none() && e.downcast_ref::<kvseal::config::ConfigError>().is_some_and(|e| matches!(e, kvseal::config::ConfigError::NotFound(_))) => Ok(None),
+            Err(e)
+                if self.0.is_none()
+                    && e.downcast_ref::<kvseal::config::ConfigError>()
+                        .is_some_and(|e| matches!(e, kvseal::config::ConfigError::NotFound(_))) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }

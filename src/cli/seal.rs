@@ -43,7 +43,12 @@ pub struct Args {
     format: OutputFormat,
 
     /// Write the output to this file (atomically) instead of stdout.
-    #[arg(short = 'w', long = "sealed-secret-file", value_name = "FILE", conflicts_with = "out_template")]
+    #[arg(
+        short = 'w',
+        long = "sealed-secret-file",
+        value_name = "FILE",
+        conflicts_with = "out_template"
+    )]
     output: Option<PathBuf>,
 
     /// Write one file per cluster (a `{cluster}` placeholder) or per key set (`{keyset}`).
@@ -90,18 +95,33 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
         return merge_into(&args, path, &targets);
     }
 
-    let secrets = read_secrets(&args, &SecretOptions {
-        name: args.name.clone(),
-        namespace: args.namespace.clone(),
-        scope: args.scope,
-        allow_empty_data: args.allow_empty_data,
-    })?;
+    let secrets = read_secrets(
+        &args,
+        &SecretOptions {
+            name: args.name.clone(),
+            namespace: args.namespace.clone(),
+            scope: args.scope,
+            allow_empty_data: args.allow_empty_data,
+        },
+    )?;
     let mut outputs = Vec::new();
     for target in &targets {
         let mut docs = String::new();
         for secret in &secrets {
-            let sealed = SealedSecret::seal(secret, target.certificate.public_key(), SealOptions { record_fingerprint: true })
-                .with_context(|| format!("cannot seal Secret {:?} for {}", secret.metadata.name, target.describe()))?;
+            let sealed = SealedSecret::seal(
+                secret,
+                target.certificate.public_key(),
+                SealOptions {
+                    record_fingerprint: true,
+                },
+            )
+            .with_context(|| {
+                format!(
+                    "cannot seal Secret {:?} for {}",
+                    secret.metadata.name,
+                    target.describe()
+                )
+            })?;
             let rendered = render_node(&sealed.to_node(), args.format);
             docs.push_str(&annotate_for(target, rendered.expose(), args.format));
         }
@@ -125,7 +145,11 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn resolve_targets(args: &Args, config: &ConfigSource, now: OffsetDateTime) -> anyhow::Result<Vec<SealingTarget>> {
+fn resolve_targets(
+    args: &Args,
+    config: &ConfigSource,
+    now: OffsetDateTime,
+) -> anyhow::Result<Vec<SealingTarget>> {
     if let Some(cert) = &args.cert {
         return Ok(vec![SealingTarget::from_cert_file(cert, now)?]);
     }
@@ -133,8 +157,11 @@ fn resolve_targets(args: &Args, config: &ConfigSource, now: OffsetDateTime) -> a
         bail!("say which key seals: --cert FILE, --cluster NAME[,NAME...] or --all-clusters");
     }
     let config = config.load()?;
-    let clusters: Vec<String> =
-        if args.all_clusters { config.clusters.keys().cloned().collect() } else { args.cluster.clone() };
+    let clusters: Vec<String> = if args.all_clusters {
+        config.clusters.keys().cloned().collect()
+    } else {
+        args.cluster.clone()
+    };
     if clusters.is_empty() {
         bail!("{} configures no clusters", config.path.display());
     }
@@ -146,7 +173,10 @@ fn annotate_for(target: &SealingTarget, rendered: &str, format: OutputFormat) ->
     match (&target.keyset, format) {
         (Some(keyset), OutputFormat::Yaml) => {
             let body = rendered.strip_prefix("---\n").unwrap_or(rendered);
-            format!("---\n# kvseal: key set {keyset}, clusters {}\n{body}", target.clusters.join(", "))
+            format!(
+                "---\n# kvseal: key set {keyset}, clusters {}\n{body}",
+                target.clusters.join(", ")
+            )
         }
         _ => rendered.to_owned(),
     }
@@ -157,7 +187,11 @@ fn template_paths(template: &str, target: &SealingTarget) -> anyhow::Result<Vec<
         if target.clusters.is_empty() {
             bail!("--out-template with {{cluster}} needs --cluster or --all-clusters");
         }
-        return Ok(target.clusters.iter().map(|c| PathBuf::from(template.replace("{cluster}", c))).collect());
+        return Ok(target
+            .clusters
+            .iter()
+            .map(|c| PathBuf::from(template.replace("{cluster}", c)))
+            .collect());
     }
     if template.contains("{keyset}") {
         let Some(keyset) = &target.keyset else {
@@ -171,13 +205,19 @@ fn template_paths(template: &str, target: &SealingTarget) -> anyhow::Result<Vec<
 fn read_secrets(args: &Args, options: &SecretOptions) -> anyhow::Result<Vec<Secret>> {
     if args.from_file.is_empty() && args.from_literal.is_empty() {
         let input = read_input(args.file.as_deref())?;
-        let source = args.file.as_deref().map_or("standard input".to_owned(), |p| p.display().to_string());
-        return Secret::read_stream(input.expose(), options).with_context(|| format!("in {source}"));
+        let source = args
+            .file
+            .as_deref()
+            .map_or("standard input".to_owned(), |p| p.display().to_string());
+        return Secret::read_stream(input.expose(), options)
+            .with_context(|| format!("in {source}"));
     }
     if args.file.is_some() {
         bail!("give either -f FILE or --from-file/--from-literal, not both");
     }
-    let Some(name) = &args.name else { bail!("--from-file and --from-literal need --name") };
+    let Some(name) = &args.name else {
+        bail!("--from-file and --from-literal need --name")
+    };
     let data = literal_values(args)?;
     let secret = Secret::from_values(name, args.namespace.as_deref().unwrap_or_default(), data);
     Ok(vec![secret.prepare(0, options)?])
@@ -196,11 +236,15 @@ fn literal_values(args: &Args) -> anyhow::Result<BTreeMap<String, SecretBytes>> 
             Some((key, path)) => (key.to_owned(), PathBuf::from(path)),
             None => {
                 let path = PathBuf::from(item);
-                let key = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let key = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 (key, path)
             }
         };
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read --from-file {}", path.display()))?;
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("cannot read --from-file {}", path.display()))?;
         data.insert(key, SecretBytes::new(bytes));
     }
     Ok(data)
@@ -223,9 +267,18 @@ fn seal_raw(args: &Args, targets: &[SealingTarget]) -> anyhow::Result<std::proce
     let label = scope.label(&namespace, &name);
     let mut out = String::new();
     for target in targets {
-        let sealed = format::seal(target.certificate.public_key(), value.expose(), &label, &SessionKey::generate())?;
+        let sealed = format::seal(
+            target.certificate.public_key(),
+            value.expose(),
+            &label,
+            &SessionKey::generate(),
+        )?;
         if targets.len() > 1 || target.keyset.is_some() {
-            out.push_str(&format!("# kvseal: {}\n{}\n", target.describe(), format::encode_base64(&sealed)));
+            out.push_str(&format!(
+                "# kvseal: {}\n{}\n",
+                target.describe(),
+                format::encode_base64(&sealed)
+            ));
         } else {
             out.push_str(&format::encode_base64(&sealed));
         }
@@ -234,19 +287,32 @@ fn seal_raw(args: &Args, targets: &[SealingTarget]) -> anyhow::Result<std::proce
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-fn merge_into(args: &Args, path: &Path, targets: &[SealingTarget]) -> anyhow::Result<std::process::ExitCode> {
+fn merge_into(
+    args: &Args,
+    path: &Path,
+    targets: &[SealingTarget],
+) -> anyhow::Result<std::process::ExitCode> {
     let [target] = targets else {
         bail!("--merge-into takes one key: give --cert or clusters that share one key set");
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let docs = split_documents(&text);
     let [doc] = docs.as_slice() else {
-        bail!("{}: --merge-into needs a file with exactly one SealedSecret, found {} documents", path.display(), docs.len());
+        bail!(
+            "{}: --merge-into needs a file with exactly one SealedSecret, found {} documents",
+            path.display(),
+            docs.len()
+        );
     };
-    let mut existing = SealedSecret::from_document(doc).with_context(|| format!("in {}", path.display()))?;
+    let mut existing =
+        SealedSecret::from_document(doc).with_context(|| format!("in {}", path.display()))?;
     let scope = existing.scope();
     if let Some(asked) = args.scope.filter(|s| *s != scope) {
-        bail!("{} is {scope} scope but --scope {asked} was given; --merge-into keeps the file's scope", path.display());
+        bail!(
+            "{} is {scope} scope but --scope {asked} was given; --merge-into keeps the file's scope",
+            path.display()
+        );
     }
     let options = SecretOptions {
         name: Some(existing.metadata.name.clone()),
@@ -258,9 +324,19 @@ fn merge_into(args: &Args, path: &Path, targets: &[SealingTarget]) -> anyhow::Re
     let Some(secret) = secrets.pop().filter(|_| secrets.is_empty()) else {
         bail!("--merge-into merges exactly one Secret");
     };
-    let update = SealedSecret::seal(&secret, target.certificate.public_key(), SealOptions { record_fingerprint: true })?;
+    let update = SealedSecret::seal(
+        &secret,
+        target.certificate.public_key(),
+        SealOptions {
+            record_fingerprint: true,
+        },
+    )?;
     existing.merge(update);
-    let format = if doc.is_json { OutputFormat::Json } else { OutputFormat::Yaml };
+    let format = if doc.is_json {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Yaml
+    };
     write_file(path, &existing.render(format))?;
     Ok(std::process::ExitCode::SUCCESS)
 }

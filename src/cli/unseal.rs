@@ -22,7 +22,12 @@ pub struct Args {
     keys: Vec<PathBuf>,
 
     /// Use every generation of these key sets from the configured store.
-    #[arg(long = "keyset", value_delimiter = ',', value_name = "NAME", conflicts_with = "keys")]
+    #[arg(
+        long = "keyset",
+        value_delimiter = ',',
+        value_name = "NAME",
+        conflicts_with = "keys"
+    )]
     keysets: Vec<String>,
 
     /// Output format.
@@ -33,7 +38,10 @@ pub struct Args {
 pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::ExitCode> {
     let keys = load_keys(&args, config)?;
     let input = read_input(args.file.as_deref())?;
-    let source = args.file.as_deref().map_or("standard input".to_owned(), |p| p.display().to_string());
+    let source = args
+        .file
+        .as_deref()
+        .map_or("standard input".to_owned(), |p| p.display().to_string());
 
     let mut secrets = Vec::new();
     let mut failures = 0usize;
@@ -90,7 +98,10 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
         write_stdout(output.expose())?;
     }
     if failures > 0 {
-        eprintln!("error: {failures} of {} document(s) did not unseal", docs.len());
+        eprintln!(
+            "error: {failures} of {} document(s) did not unseal",
+            docs.len()
+        );
         return Ok(std::process::ExitCode::from(super::EXIT_FAILURE));
     }
     Ok(std::process::ExitCode::SUCCESS)
@@ -101,9 +112,11 @@ fn load_keys(args: &Args, config: &ConfigSource) -> anyhow::Result<Vec<PrivateKe
         let mut keys = Vec::new();
         for path in &args.keys {
             let bytes = kvseal::secret::SecretBytes::new(
-                std::fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?,
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read key file {}", path.display()))?,
             );
-            let found = read_private_keys(bytes.expose()).with_context(|| format!("key file {}", path.display()))?;
+            let found = read_private_keys(bytes.expose())
+                .with_context(|| format!("key file {}", path.display()))?;
             keys.extend(found);
         }
         return Ok(keys);
@@ -122,7 +135,11 @@ fn load_keys(args: &Args, config: &ConfigSource) -> anyhow::Result<Vec<PrivateKe
     };
     let generations = store::load_all(store.as_ref(), &keysets)?;
     if generations.is_empty() {
-        bail!("{} holds no keys for {}", store.describe(), keysets.join(", "));
+        bail!(
+            "{} holds no keys for {}",
+            store.describe(),
+            keysets.join(", ")
+        );
     }
     Ok(generations.into_iter().map(|g| g.private_key).collect())
 }

@@ -85,7 +85,9 @@ pub enum FormatError {
     )]
     Tampered,
     /// The backend refused to encrypt (e.g. a key too small for OAEP-SHA-256).
-    #[error("RSA-OAEP encryption failed: the certificate's key cannot seal (is it RSA, 2048 bits or more?)")]
+    #[error(
+        "RSA-OAEP encryption failed: the certificate's key cannot seal (is it RSA, 2048 bits or more?)"
+    )]
     Encrypt,
     /// The RSA part is longer than the 16-bit length prefix can express.
     #[error("the RSA ciphertext is {0} bytes, longer than a 2-byte length prefix allows")]
@@ -116,7 +118,8 @@ impl SessionKey {
             32 => &AES_256_GCM,
             _ => return Err(FormatError::WrongKeyOrLabel),
         };
-        let key = UnboundKey::new(algorithm, self.0.expose()).map_err(|_| FormatError::WrongKeyOrLabel)?;
+        let key = UnboundKey::new(algorithm, self.0.expose())
+            .map_err(|_| FormatError::WrongKeyOrLabel)?;
         Ok(LessSafeKey::new(key))
     }
 }
@@ -142,13 +145,21 @@ impl<'a> Envelope<'a> {
         };
         let declared = usize::from(u16::from_be_bytes(*prefix));
         if rest.len() < declared {
-            return Err(FormatError::TruncatedRsaPart { declared, available: rest.len() });
+            return Err(FormatError::TruncatedRsaPart {
+                declared,
+                available: rest.len(),
+            });
         }
         let (rsa_ciphertext, aes_ciphertext) = rest.split_at(declared);
         if aes_ciphertext.len() < GCM_TAG_LEN {
-            return Err(FormatError::TruncatedTag { len: aes_ciphertext.len() });
+            return Err(FormatError::TruncatedTag {
+                len: aes_ciphertext.len(),
+            });
         }
-        Ok(Self { rsa_ciphertext, aes_ciphertext })
+        Ok(Self {
+            rsa_ciphertext,
+            aes_ciphertext,
+        })
     }
 }
 
@@ -208,7 +219,12 @@ pub fn unwrap_session_key(
     }
     let mut buffer = SecretBytes::new(vec![0u8; oaep.min_output_size()]);
     let len = oaep
-        .decrypt(&OAEP_SHA256_MGF1SHA256, rsa_ciphertext, bytes_mut(&mut buffer), Some(label))
+        .decrypt(
+            &OAEP_SHA256_MGF1SHA256,
+            rsa_ciphertext,
+            bytes_mut(&mut buffer),
+            Some(label),
+        )
         .map_err(|_| FormatError::WrongKeyOrLabel)?
         .len();
     Ok(SessionKey(SecretBytes::copy_from(&buffer.expose()[..len])))
@@ -230,7 +246,11 @@ pub fn open_with_session_key(
 }
 
 /// Opens a decoded sealed value with `private_key` under `label`.
-pub fn open(private_key: &PrivateKey, value: &[u8], label: &[u8]) -> Result<SecretBytes, FormatError> {
+pub fn open(
+    private_key: &PrivateKey,
+    value: &[u8],
+    label: &[u8],
+) -> Result<SecretBytes, FormatError> {
     let envelope = Envelope::parse(value)?;
     let session_key = unwrap_session_key(private_key, envelope.rsa_ciphertext, label)?;
     open_with_session_key(&session_key, envelope.aes_ciphertext)
@@ -256,7 +276,9 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, FormatError> {
             !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=' | b'\n' | b'\r'))
         });
         let detail = match first_illegal {
-            Some((offset, byte)) => describe_base64_error(base64::DecodeError::InvalidByte(offset, byte)),
+            Some((offset, byte)) => {
+                describe_base64_error(base64::DecodeError::InvalidByte(offset, byte))
+            }
             None => describe_base64_error(e),
         };
         FormatError::Base64 { detail }

@@ -21,6 +21,4 @@ pub use hybrid::{
     Envelope, FormatError, SESSION_KEY_LEN, SessionKey, decode_base64, encode_base64, open,
     open_with_session_key, seal, unwrap_session_key,
 };
-pub use scope::{
-    CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, ParseScopeError, Scope,
-};
+pub use scope::{CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, ParseScopeError, Scope};

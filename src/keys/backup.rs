@@ -54,7 +54,11 @@ fn collect(doc: &KeySecretDoc, keys: &mut Vec<PrivateKey>) -> Result<(), KeyErro
         }
         return Ok(());
     }
-    let name = doc.metadata.as_ref().and_then(|m| m.name.clone()).unwrap_or_default();
+    let name = doc
+        .metadata
+        .as_ref()
+        .and_then(|m| m.name.clone())
+        .unwrap_or_default();
     let Some(encoded) = doc.data.get("tls.key") else {
         return Err(KeyError::Backup(format!(
             "the Secret {name:?} has no data.tls.key; a sealing key Secret is a kubernetes.io/tls Secret"

@@ -64,17 +64,24 @@ impl CertificateRequest {
     /// A request with a random positive 128-bit serial, as the controller makes.
     pub fn new(common_name: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> Self {
         let mut serial = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut serial).expect("the operating system's random number generator failed");
+        aws_lc_rs::rand::fill(&mut serial)
+            .expect("the operating system's random number generator failed");
         serial[0] &= 0x7f;
         serial[0] |= 0x40; // never zero, never negative, always 16 bytes long
-        Self { common_name: common_name.to_owned(), not_before, not_after, serial }
+        Self {
+            common_name: common_name.to_owned(),
+            not_before,
+            not_after,
+            serial,
+        }
     }
 }
 
 impl Certificate {
     /// Parses DER.
     pub fn from_der(der: &[u8]) -> Result<Self, CertificateError> {
-        let cert = x509_cert::Certificate::from_der(der).map_err(|e| CertificateError::Invalid(e.to_string()))?;
+        let cert = x509_cert::Certificate::from_der(der)
+            .map_err(|e| CertificateError::Invalid(e.to_string()))?;
         let tbs = cert.tbs_certificate();
         let spki = tbs
             .subject_public_key_info()
@@ -83,7 +90,8 @@ impl Certificate {
         let public_key = PublicKey::from_der(&spki).map_err(|_| CertificateError::NotRsa)?;
         let to_time = |t: &x509_cert::time::Time| {
             let secs = i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX);
-            OffsetDateTime::from_unix_timestamp(secs).map_err(|e| CertificateError::Invalid(e.to_string()))
+            OffsetDateTime::from_unix_timestamp(secs)
+                .map_err(|e| CertificateError::Invalid(e.to_string()))
         };
         Ok(Self {
             der: der.to_vec(),
@@ -105,17 +113,24 @@ impl Certificate {
 
     /// Makes a self-signed certificate for `key`, with the controller's template:
     /// CA, key usage "encipher only", subject CN only, SHA256-RSA.
-    pub fn self_signed(key: &PrivateKey, request: &CertificateRequest) -> Result<Self, CertificateError> {
+    pub fn self_signed(
+        key: &PrivateKey,
+        request: &CertificateRequest,
+    ) -> Result<Self, CertificateError> {
         let signer = Signer::new(key)?;
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();
-        params.distinguished_name.push(DnType::CommonName, request.common_name.as_str());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, request.common_name.as_str());
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::EncipherOnly];
         params.serial_number = Some(SerialNumber::from_slice(&request.serial));
         params.not_before = request.not_before;
         params.not_after = request.not_after;
-        let cert = params.self_signed(&signer).map_err(|e| CertificateError::Sign(e.to_string()))?;
+        let cert = params
+            .self_signed(&signer)
+            .map_err(|e| CertificateError::Sign(e.to_string()))?;
         Self::from_der(cert.der())
     }
 
@@ -152,8 +167,12 @@ impl Certificate {
     /// Refuses an expired certificate, as kubeseal does before sealing.
     pub fn check_not_expired(&self, now: OffsetDateTime) -> Result<(), CertificateError> {
         if now > self.not_after {
-            let format = time::macros::format_description!("[month repr:long] [day padding:none], [year]");
-            let not_after = self.not_after.format(&format).unwrap_or_else(|_| self.not_after.to_string());
+            let format =
+                time::macros::format_description!("[month repr:long] [day padding:none], [year]");
+            let not_after = self
+                .not_after
+                .format(&format)
+                .unwrap_or_else(|_| self.not_after.to_string());
             return Err(CertificateError::Expired { not_after });
         }
         Ok(())
@@ -170,7 +189,9 @@ impl Signer {
     fn new(key: &PrivateKey) -> Result<Self, CertificateError> {
         let pair = RsaKeyPair::from_pkcs8(key.pkcs8_der().expose())
             .map_err(|e| CertificateError::Sign(e.to_string()))?;
-        let public_pkcs1 = aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref().to_vec();
+        let public_pkcs1 = aws_lc_rs::signature::KeyPair::public_key(&pair)
+            .as_ref()
+            .to_vec();
         Ok(Self { pair, public_pkcs1 })
     }
 }
@@ -189,7 +210,12 @@ impl rcgen::SigningKey for Signer {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
         let mut signature = vec![0u8; self.pair.public_modulus_len()];
         self.pair
-            .sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature)
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                message,
+                &mut signature,
+            )
             .map_err(|_| rcgen::Error::RingUnspecified)?;
         Ok(signature)
     }

@@ -121,7 +121,12 @@ impl PublicKey {
             .map_err(|_| KeyError::InvalidPublicKey("not usable for OAEP".into()))?;
         let fingerprint = Fingerprint::of_spki(&spki_der);
         let kubeseal_fingerprint = ssh_fingerprint(&spki_der)?;
-        Ok(Self { oaep: std::sync::Arc::new(oaep), spki_der, fingerprint, kubeseal_fingerprint })
+        Ok(Self {
+            oaep: std::sync::Arc::new(oaep),
+            spki_der,
+            fingerprint,
+            kubeseal_fingerprint,
+        })
     }
 
     /// kvseal's fingerprint of this key.
@@ -159,12 +164,16 @@ fn ssh_fingerprint(spki_der: &[u8]) -> Result<String, KeyError> {
         ssh_mpint(rsa.exponent().big_endian_without_leading_zero()),
         ssh_mpint(rsa.modulus().big_endian_without_leading_zero()),
     ] {
-        let len = u32::try_from(field.len()).map_err(|_| KeyError::InvalidPublicKey("too large".into()))?;
+        let len = u32::try_from(field.len())
+            .map_err(|_| KeyError::InvalidPublicKey("too large".into()))?;
         wire.extend_from_slice(&len.to_be_bytes());
         wire.extend_from_slice(&field);
     }
     let hash = digest(&SHA256, &wire);
-    Ok(format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(hash)))
+    Ok(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(hash)
+    ))
 }
 
 fn ssh_mpint(unsigned: &[u8]) -> Vec<u8> {
@@ -213,19 +222,32 @@ impl PrivateKey {
     }
 
     fn from_pkcs8_labelled(der: SecretBytes, label: &str) -> Result<Self, KeyError> {
-        let invalid = |reason: String| KeyError::InvalidPrivateKey { label: label.into(), reason };
-        let key = PrivateDecryptingKey::from_pkcs8(der.expose()).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |reason: String| KeyError::InvalidPrivateKey {
+            label: label.into(),
+            reason,
+        };
+        let key =
+            PrivateDecryptingKey::from_pkcs8(der.expose()).map_err(|e| invalid(e.to_string()))?;
         let public = PublicKey::from_encrypting_key(key.public_key())?;
-        let oaep = OaepPrivateDecryptingKey::new(key).map_err(|_| invalid("not usable for OAEP".into()))?;
-        Ok(Self { oaep, pkcs8_der: der, public })
+        let oaep = OaepPrivateDecryptingKey::new(key)
+            .map_err(|_| invalid("not usable for OAEP".into()))?;
+        Ok(Self {
+            oaep,
+            pkcs8_der: der,
+            public,
+        })
     }
 
     /// Parses a PKCS#1 `RSAPrivateKey`.
     pub fn from_pkcs1_der(der: &[u8]) -> Result<Self, KeyError> {
-        let invalid =
-            |reason: String| KeyError::InvalidPrivateKey { label: "RSA PRIVATE KEY".into(), reason };
+        let invalid = |reason: String| KeyError::InvalidPrivateKey {
+            label: "RSA PRIVATE KEY".into(),
+            reason,
+        };
         let pair = KeyPair::from_der(der).map_err(|e| invalid(e.to_string()))?;
-        let pkcs8 = pair.as_der().map_err(|_| invalid("cannot re-encode".into()))?;
+        let pkcs8 = pair
+            .as_der()
+            .map_err(|_| invalid("cannot re-encode".into()))?;
         Self::from_pkcs8_labelled(SecretBytes::copy_from(pkcs8.as_ref()), "RSA PRIVATE KEY")
     }
 

@@ -40,7 +40,10 @@ pub fn pem_blocks(text: &[u8]) -> impl Iterator<Item = Result<PemBlock, String>>
                 }
             }
             return Some(match STANDARD.decode(compact.as_slice()) {
-                Ok(der) => Ok(PemBlock { label, der: SecretBytes::new(der) }),
+                Ok(der) => Ok(PemBlock {
+                    label,
+                    der: SecretBytes::new(der),
+                }),
                 Err(_) => Err(format!("the PEM block {label:?} is not valid base64")),
             });
         }

@@ -13,6 +13,8 @@ pub struct Document<'a> {
     pub line: usize,
     /// The document's text.
     pub text: &'a str,
+    /// One-based line of the file where `text` begins (comments and blank lines included).
+    pub text_line: usize,
     /// Whether the document is JSON rather than YAML.
     pub is_json: bool,
 }
@@ -62,17 +64,55 @@ impl Document<'_> {
     /// Deserializes the document into `T`. YAML scalars are read as the typed field asks,
     /// so `no` stays the string "no" where a string is expected.
     pub fn parse<'de, T: Deserialize<'de>>(&'de self) -> Result<T, DocumentError> {
+        let absolute = |line: usize| line + self.text_line - 1;
         let result = if self.is_json {
-            serde_json::from_str(self.text).map_err(|e| e.to_string())
+            serde_json::from_str(self.text).map_err(|e| {
+                let message = e.to_string();
+                let message = message
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or(&message)
+                    .to_owned();
+                format!(
+                    "line {}, column {}: {message}",
+                    absolute(e.line()),
+                    e.column()
+                )
+            })
         } else {
-            serde_saphyr::from_str(self.text).map_err(|e| first_line(&e.to_string()))
+            serde_saphyr::from_str(self.text).map_err(|e| {
+                let text = e.render_with_formatter(&serde_saphyr::UserMessageFormatter);
+                let mut message = first_line(&text);
+                message = message
+                    .strip_prefix("error: ")
+                    .unwrap_or(&message)
+                    .to_owned();
+                if let Some((_, rest)) = message
+                    .strip_prefix("line ")
+                    .and_then(|r| r.split_once(": "))
+                {
+                    message = rest.to_owned();
+                }
+                match e.location() {
+                    Some(at) => format!(
+                        "line {}, column {}: {message}",
+                        absolute(at.line() as usize),
+                        at.column()
+                    ),
+                    None => message,
+                }
+            })
         };
         result.map_err(|message| self.error(message))
     }
 
     /// An error about this document.
     pub fn error(&self, message: impl Into<String>) -> DocumentError {
-        DocumentError { index: self.index, line: self.line, message: message.into() }
+        DocumentError {
+            index: self.index,
+            line: self.line,
+            message: message.into(),
+        }
     }
 
     pub(crate) fn type_meta(&self) -> Result<TypeMeta, DocumentError> {
@@ -121,7 +161,14 @@ fn split_json(text: &str) -> Vec<Document<'_>> {
 }
 
 fn json_doc(text: &str, begin: usize, end: usize, index: usize) -> Document<'_> {
-    Document { index, line: line_of(text, begin), text: &text[begin..end], is_json: true }
+    let line = line_of(text, begin);
+    Document {
+        index,
+        line,
+        text: &text[begin..end],
+        text_line: line,
+        is_json: true,
+    }
 }
 
 fn split_yaml(text: &str) -> Vec<Document<'_>> {
@@ -160,7 +207,13 @@ fn split_yaml(text: &str) -> Vec<Document<'_>> {
         });
         if let Some(content_offset) = content_offset {
             let index = docs.len();
-            docs.push(Document { index, line: first_line + content_offset, text: chunk, is_json: false });
+            docs.push(Document {
+                index,
+                line: first_line + content_offset,
+                text: chunk,
+                text_line: first_line,
+                is_json: false,
+            });
         }
     }
     docs

@@ -68,7 +68,10 @@ impl ObjectMeta {
             node.insert("annotations", Node::string_map(&self.annotations));
         }
         if !self.finalizers.is_empty() {
-            node.insert("finalizers", Node::Seq(self.finalizers.iter().map(|f| Node::str(f)).collect()));
+            node.insert(
+                "finalizers",
+                Node::Seq(self.finalizers.iter().map(|f| Node::str(f)).collect()),
+            );
         }
         node
     }

@@ -57,7 +57,12 @@ impl Node {
 
     /// A mapping of strings, in the given order.
     pub fn string_map<'a>(entries: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
-        Node::Map(entries.into_iter().map(|(k, v)| (k.clone(), Node::str(v))).collect())
+        Node::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.clone(), Node::str(v)))
+                .collect(),
+        )
     }
 
     /// Renders as Go's `json.MarshalIndent(v, "", "  ")` followed by a newline.
@@ -229,20 +234,28 @@ struct Analysis {
     block_allowed: bool,
 }
 
+/// go-yaml's `is_printable`: note that it excludes tab, NEL and everything outside the
+/// Basic Multilingual Plane, which it escapes.
 fn is_yaml_printable(c: char) -> bool {
-    matches!(c, '\u{9}' | '\u{a}' | '\u{d}' | '\u{20}'..='\u{7e}' | '\u{85}')
-        || (c >= '\u{a0}' && c <= '\u{d7ff}')
-        || (c >= '\u{e000}' && c <= '\u{fffd}' && c != '\u{feff}')
-        || (c >= '\u{10000}' && c <= '\u{10ffff}')
+    matches!(c, '\n' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+        && c != '\u{feff}'
+}
+
+fn is_yaml_break(c: char) -> bool {
+    matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
 fn analyze(s: &str) -> Analysis {
     if s.is_empty() {
-        return Analysis { block_plain_allowed: true, single_quoted_allowed: true, block_allowed: false };
+        return Analysis {
+            block_plain_allowed: true,
+            single_quoted_allowed: true,
+            block_allowed: false,
+        };
     }
     let chars: Vec<char> = s.chars().collect();
     let is_space = |c: char| c == ' ';
-    let is_break = |c: char| matches!(c, '\r' | '\n' | '\u{85}' | '\u{2028}' | '\u{2029}');
+    let is_break = is_yaml_break;
     let is_blankz = |c: Option<&char>| c.is_none_or(|&c| is_space(c) || c == '\t' || is_break(c));
 
     let mut block_indicators = s.starts_with("---") || s.starts_with("...");
@@ -257,8 +270,8 @@ fn analyze(s: &str) -> Analysis {
         let followed_by_whitespace = is_blankz(chars.get(i + 1));
         if i == 0 {
             match c {
-                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
-                | '@' | '`' => block_indicators = true,
+                '#' | ',' | '[' | ']' | '{' | '}' | '&' | '*' | '!' | '|' | '>' | '\'' | '"'
+                | '%' | '@' | '`' => block_indicators = true,
                 '?' | ':' | '-' if followed_by_whitespace => block_indicators = true,
                 _ => {}
             }
@@ -306,8 +319,18 @@ fn analyze(s: &str) -> Analysis {
         preceded_by_whitespace = is_blankz(Some(&c));
     }
 
-    let mut a = Analysis { block_plain_allowed: true, single_quoted_allowed: true, block_allowed: true };
-    if leading_space || leading_break || trailing_space || trailing_break || line_breaks || block_indicators {
+    let mut a = Analysis {
+        block_plain_allowed: true,
+        single_quoted_allowed: true,
+        block_allowed: true,
+    };
+    if leading_space
+        || leading_break
+        || trailing_space
+        || trailing_break
+        || line_breaks
+        || block_indicators
+    {
         a.block_plain_allowed = false;
     }
     if trailing_space {
@@ -337,7 +360,9 @@ fn resolves_to_non_string(s: &str) -> bool {
     if SPECIAL.contains(&s) {
         return true;
     }
-    let Some(first) = s.chars().next() else { return true };
+    let Some(first) = s.chars().next() else {
+        return true;
+    };
     if !(first.is_ascii_digit() || matches!(first, '+' | '-' | '.')) {
         return false;
     }
@@ -353,7 +378,14 @@ fn is_go_int(s: &str) -> bool {
             && !t.contains("__")
             && t.chars().all(|c| c == '_' || c.is_digit(radix))
     };
-    for (prefix, radix) in [("0x", 16), ("0X", 16), ("0o", 8), ("0O", 8), ("0b", 2), ("0B", 2)] {
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
         if let Some(rest) = body.strip_prefix(prefix) {
             return digits_in(rest.strip_prefix('_').unwrap_or(rest), radix);
         }
@@ -402,11 +434,16 @@ fn is_base60_float(s: &str) -> bool {
     // ^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
     let (main, _) = body.split_once('.').unwrap_or((body, ""));
-    if body.split_once('.').is_some_and(|(_, frac)| !frac.chars().all(|c| c.is_ascii_digit() || c == '_')) {
+    if body
+        .split_once('.')
+        .is_some_and(|(_, frac)| !frac.chars().all(|c| c.is_ascii_digit() || c == '_'))
+    {
         return false;
     }
     let mut parts = main.split(':');
-    let Some(head) = parts.next() else { return false };
+    let Some(head) = parts.next() else {
+        return false;
+    };
     let head_ok = head.chars().next().is_some_and(|c| c.is_ascii_digit())
         && head.chars().all(|c| c.is_ascii_digit() || c == '_');
     let rest: Vec<&str> = parts.collect();
@@ -473,23 +510,35 @@ fn write_yaml_scalar(s: &str, indent: usize, simple_key: bool, out: &mut String)
 fn write_yaml_double_quoted(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{b}' => out.push_str("\\v"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            '\u{1b}' => out.push_str("\\e"),
-            '\u{85}' => out.push_str("\\N"),
-            '\u{a0}' => out.push_str("\\_"),
-            '\u{2028}' => out.push_str("\\L"),
-            '\u{2029}' => out.push_str("\\P"),
-            c if !is_yaml_printable(c) || c == '\u{feff}' => {
+        let needs_escape =
+            !is_yaml_printable(c) || c == '\u{feff}' || is_yaml_break(c) || c == '"' || c == '\\';
+        if !needs_escape {
+            out.push(c);
+            continue;
+        }
+        let short = match c {
+            '\0' => Some('0'),
+            '\u{7}' => Some('a'),
+            '\u{8}' => Some('b'),
+            '\t' => Some('t'),
+            '\n' => Some('n'),
+            '\u{b}' => Some('v'),
+            '\u{c}' => Some('f'),
+            '\r' => Some('r'),
+            '\u{1b}' => Some('e'),
+            '"' => Some('"'),
+            '\\' => Some('\\'),
+            '\u{85}' => Some('N'),
+            '\u{2028}' => Some('L'),
+            '\u{2029}' => Some('P'),
+            _ => None,
+        };
+        match short {
+            Some(letter) => {
+                out.push('\\');
+                out.push(letter);
+            }
+            None => {
                 let v = u32::from(c);
                 if v <= 0xff {
                     out.push_str(&format!("\\x{v:02X}"));
@@ -499,7 +548,6 @@ fn write_yaml_double_quoted(s: &str, out: &mut String) {
                     out.push_str(&format!("\\U{v:08X}"));
                 }
             }
-            c => out.push(c),
         }
     }
     out.push('"');
@@ -541,7 +589,11 @@ pub(crate) fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
             return ar[i].cmp(&br[i]);
         }
         if al || bl {
-            return if bl { Ordering::Less } else { Ordering::Greater };
+            return if bl {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
         }
         let (mut an, mut bn) = (0i64, 0i64);
         if ar[i] == '0' || br[i] == '0' {
@@ -557,12 +609,16 @@ pub(crate) fn go_yaml_key_order(a: &str, b: &str) -> Ordering {
         }
         let mut ai = i;
         while ai < ar.len() && ar[ai].is_ascii_digit() {
-            an = an.saturating_mul(10).saturating_add(i64::from(ar[ai] as u8 - b'0'));
+            an = an
+                .saturating_mul(10)
+                .saturating_add(i64::from(ar[ai] as u8 - b'0'));
             ai += 1;
         }
         let mut bi = i;
         while bi < br.len() && br[bi].is_ascii_digit() {
-            bn = bn.saturating_mul(10).saturating_add(i64::from(br[bi] as u8 - b'0'));
+            bn = bn
+                .saturating_mul(10)
+                .saturating_add(i64::from(br[bi] as u8 - b'0'));
             bi += 1;
         }
         if an != bn {
@@ -603,6 +659,8 @@ mod tests {
             ("2024-01-02", "\"2024-01-02\""),
             ("12:30", "\"12:30\""),
             ("ümlaut", "ümlaut"),
+            ("key 🔑", "\"key \\U0001F511\""),
+            ("n", "\"n\""),
         ];
         for (input, want) in cases {
             let mut n = Node::map();
@@ -615,7 +673,7 @@ mod tests {
     fn keys_sort_like_go_yaml() {
         let mut keys = vec!["b", "a10", "a2", "A", "_x", "a.b", "a-b", "ab"];
         keys.sort_by(|a, b| go_yaml_key_order(a, b));
-        assert_eq!(keys, vec!["A", "_x", "a-b", "a.b", "a2", "a10", "ab", "b"]);
+        assert_eq!(keys, vec!["_x", "A", "a-b", "a.b", "a2", "a10", "ab", "b"]);
     }
 
     #[test]
@@ -623,7 +681,7 @@ mod tests {
         let mut inner = Node::map();
         inner.insert("z", Node::str("1x"));
         let mut item = Node::map();
-        item.insert("name", Node::str("n"));
+        item.insert("name", Node::str("nm"));
         item.insert("controller", Node::Bool(true));
         let mut root = Node::map();
         root.insert("seq", Node::Seq(vec![item]));
@@ -632,11 +690,11 @@ mod tests {
         root.insert("text", Node::str("line1\nline2\n"));
         assert_eq!(
             yaml(&root),
-            "empty: {}\nm:\n  z: 1x\nseq:\n- controller: true\n  name: n\ntext: |\n  line1\n  line2\n"
+            "empty: {}\nm:\n  z: 1x\nseq:\n- controller: true\n  name: nm\ntext: |\n  line1\n  line2\n"
         );
         assert_eq!(
             root.to_json().expose(),
-            "{\n  \"seq\": [\n    {\n      \"name\": \"n\",\n      \"controller\": true\n    }\n  ],\n  \"m\": {\n    \"z\": \"1x\"\n  },\n  \"empty\": {},\n  \"text\": \"line1\\nline2\\n\"\n}\n"
+            "{\n  \"seq\": [\n    {\n      \"name\": \"nm\",\n      \"controller\": true\n    }\n  ],\n  \"m\": {\n    \"z\": \"1x\"\n  },\n  \"empty\": {},\n  \"text\": \"line1\\nline2\\n\"\n}\n"
         );
     }
 

@@ -24,7 +24,8 @@ const LAST_APPLIED_ANNOTATIONS: [&str; 2] = [
     "kubectl.kubernetes.io/last-applied-configuration",
     "kubecfg.ksonnet.io/last-applied-configuration",
 ];
-const SKIP_OWNER_REFERENCES_ANNOTATION: &str = "sealedsecrets.bitnami.com/skip-set-owner-references";
+const SKIP_OWNER_REFERENCES_ANNOTATION: &str =
+    "sealedsecrets.bitnami.com/skip-set-owner-references";
 
 /// A SealedSecret document.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -101,7 +102,9 @@ pub enum UnsealError {
         total: usize,
     },
     /// Both `encryptedData` and the deprecated `data` are set.
-    #[error("spec.encryptedData and the deprecated spec.data are both set; the controller refuses this, so remove one")]
+    #[error(
+        "spec.encryptedData and the deprecated spec.data are both set; the controller refuses this, so remove one"
+    )]
     BothFormats,
     /// The deprecated `data` decrypted but is not a Secret.
     #[error("the deprecated spec.data decrypted, but its content is not a Secret: {0}")]
@@ -131,7 +134,11 @@ impl SealedSecret {
     pub fn from_document(doc: &Document<'_>) -> Result<Self, DocumentError> {
         let type_meta = doc.type_meta()?;
         if type_meta.kind != SEALED_SECRET_KIND {
-            let kind = if type_meta.kind.is_empty() { "document without a kind" } else { &type_meta.kind };
+            let kind = if type_meta.kind.is_empty() {
+                "document without a kind"
+            } else {
+                &type_meta.kind
+            };
             return Err(doc.error(format!("this is a {kind}, not a SealedSecret")));
         }
         if type_meta.api_version != SEALED_SECRET_API_VERSION {
@@ -151,7 +158,11 @@ impl SealedSecret {
     }
 
     /// Seals `secret` for `key`, as kubeseal's `NewSealedSecret` does.
-    pub fn seal(secret: &Secret, key: &PublicKey, options: SealOptions) -> Result<Self, FormatError> {
+    pub fn seal(
+        secret: &Secret,
+        key: &PublicKey,
+        options: SealOptions,
+    ) -> Result<Self, FormatError> {
         let scope = secret.scope();
         let label = scope.label(&secret.metadata.namespace, &secret.metadata.name);
 
@@ -174,7 +185,10 @@ impl SealedSecret {
         };
         scope.apply_to(&mut metadata.annotations);
         if options.record_fingerprint {
-            metadata.annotations.insert(KVSEAL_FINGERPRINT_ANNOTATION.into(), key.fingerprint().to_string());
+            metadata.annotations.insert(
+                KVSEAL_FINGERPRINT_ANNOTATION.into(),
+                key.fingerprint().to_string(),
+            );
         }
 
         Ok(Self {
@@ -196,11 +210,25 @@ impl SealedSecret {
     /// values, template labels, annotations and data, and the sealing-key record.
     pub fn merge(&mut self, update: SealedSecret) {
         self.spec.encrypted_data.extend(update.spec.encrypted_data);
-        self.spec.template.metadata.labels.extend(update.spec.template.metadata.labels);
-        self.spec.template.metadata.annotations.extend(update.spec.template.metadata.annotations);
+        self.spec
+            .template
+            .metadata
+            .labels
+            .extend(update.spec.template.metadata.labels);
+        self.spec
+            .template
+            .metadata
+            .annotations
+            .extend(update.spec.template.metadata.annotations);
         self.spec.template.data.extend(update.spec.template.data);
-        if let Some(fp) = update.metadata.annotations.get(KVSEAL_FINGERPRINT_ANNOTATION) {
-            self.metadata.annotations.insert(KVSEAL_FINGERPRINT_ANNOTATION.into(), fp.clone());
+        if let Some(fp) = update
+            .metadata
+            .annotations
+            .get(KVSEAL_FINGERPRINT_ANNOTATION)
+        {
+            self.metadata
+                .annotations
+                .insert(KVSEAL_FINGERPRINT_ANNOTATION.into(), fp.clone());
         }
     }
 
@@ -211,19 +239,26 @@ impl SealedSecret {
 
     /// The OAEP label the controller will unseal it with.
     pub fn label(&self) -> Vec<u8> {
-        self.scope().label(&self.metadata.namespace, &self.metadata.name)
+        self.scope()
+            .label(&self.metadata.namespace, &self.metadata.name)
     }
 
     /// The sealing key kvseal recorded, if any.
     pub fn recorded_fingerprint(&self) -> Option<Fingerprint> {
-        self.metadata.annotations.get(KVSEAL_FINGERPRINT_ANNOTATION).and_then(|v| Fingerprint::parse(v))
+        self.metadata
+            .annotations
+            .get(KVSEAL_FINGERPRINT_ANNOTATION)
+            .and_then(|v| Fingerprint::parse(v))
     }
 
     /// The document in Go's field order (kubeseal's JSON order).
     pub fn to_node(&self) -> Node {
         let mut template = Node::map();
         template.insert("metadata", self.spec.template.metadata.to_node());
-        template.insert_some("type", self.spec.template.secret_type.as_deref().map(Node::str));
+        template.insert_some(
+            "type",
+            self.spec.template.secret_type.as_deref().map(Node::str),
+        );
         template.insert_some("immutable", self.spec.template.immutable.map(Node::Bool));
         if !self.spec.template.data.is_empty() {
             template.insert("data", Node::string_map(&self.spec.template.data));
@@ -260,18 +295,32 @@ impl SealedSecret {
             if !self.spec.encrypted_data.is_empty() {
                 return Err(UnsealError::BothFormats);
             }
-            let (plaintext, fingerprint) = self
-                .open_field(keys, whole, &label)
-                .map_err(|reason| UnsealError::Fields { errors: vec![FieldError { field: "spec.data".into(), reason }], total: 1 })?;
+            let (plaintext, fingerprint) =
+                self.open_field(keys, whole, &label)
+                    .map_err(|reason| UnsealError::Fields {
+                        errors: vec![FieldError {
+                            field: "spec.data".into(),
+                            reason,
+                        }],
+                        total: 1,
+                    })?;
             opened_with.insert("spec.data".to_owned(), fingerprint);
             let text = std::str::from_utf8(plaintext.expose())
                 .map_err(|_| UnsealError::DeprecatedContent("not UTF-8 JSON".into()))?;
             let inner = super::document::split_documents(text);
-            let doc = inner.first().ok_or_else(|| UnsealError::DeprecatedContent("empty".into()))?;
-            let secret = Secret::read_stream(doc.text, &super::SecretOptions { allow_empty_data: true, ..Default::default() })
-                .map_err(|e| UnsealError::DeprecatedContent(e.to_string()))?
-                .pop()
-                .ok_or_else(|| UnsealError::DeprecatedContent("no Secret".into()))?;
+            let doc = inner
+                .first()
+                .ok_or_else(|| UnsealError::DeprecatedContent("empty".into()))?;
+            let secret = Secret::read_stream(
+                doc.text,
+                &super::SecretOptions {
+                    allow_empty_data: true,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| UnsealError::DeprecatedContent(e.to_string()))?
+            .pop()
+            .ok_or_else(|| UnsealError::DeprecatedContent("no Secret".into()))?;
             metadata = secret.metadata;
             secret_type = secret.secret_type;
             immutable = secret.immutable;
@@ -285,11 +334,17 @@ impl SealedSecret {
                         data.insert(field.clone(), plaintext);
                         opened_with.insert(field.clone(), fingerprint);
                     }
-                    Err(reason) => errors.push(FieldError { field: field.clone(), reason }),
+                    Err(reason) => errors.push(FieldError {
+                        field: field.clone(),
+                        reason,
+                    }),
                 }
             }
             if !errors.is_empty() {
-                return Err(UnsealError::Fields { errors, total: self.spec.encrypted_data.len() });
+                return Err(UnsealError::Fields {
+                    errors,
+                    total: self.spec.encrypted_data.len(),
+                });
             }
             for (field, value) in &self.spec.template.data {
                 if value.contains("{{") {
@@ -304,9 +359,23 @@ impl SealedSecret {
         metadata.name = self.metadata.name.clone();
         metadata.namespace = self.metadata.namespace.clone();
         metadata.uid = self.metadata.uid.clone();
-        let owned = self.spec.template.metadata.annotations.get(SKIP_OWNER_REFERENCES_ANNOTATION).map(String::as_str)
+        let owned = self
+            .spec
+            .template
+            .metadata
+            .annotations
+            .get(SKIP_OWNER_REFERENCES_ANNOTATION)
+            .map(String::as_str)
             != Some("true");
-        Ok(UnsealedSecret { metadata, secret_type, immutable, data, owned, warnings, opened_with })
+        Ok(UnsealedSecret {
+            metadata,
+            secret_type,
+            immutable,
+            data,
+            owned,
+            warnings,
+            opened_with,
+        })
     }
 
     /// Opens one base64 value with the first key that takes it. On failure, explains
@@ -323,8 +392,9 @@ impl SealedSecret {
         for key in keys {
             match format::unwrap_session_key(key, envelope.rsa_ciphertext, label) {
                 Ok(session) => {
-                    let plaintext = format::open_with_session_key(&session, envelope.aes_ciphertext)
-                        .map_err(|e| e.to_string())?;
+                    let plaintext =
+                        format::open_with_session_key(&session, envelope.aes_ciphertext)
+                            .map_err(|e| e.to_string())?;
                     return Ok((plaintext, key.fingerprint()));
                 }
                 Err(e) => last = Some(e),
@@ -337,7 +407,10 @@ impl SealedSecret {
         let declared = self.scope();
         for scope in Scope::ALL.into_iter().filter(|s| *s != declared) {
             let other = scope.label(&self.metadata.namespace, &self.metadata.name);
-            if keys.iter().any(|k| format::unwrap_session_key(k, envelope.rsa_ciphertext, &other).is_ok()) {
+            if keys
+                .iter()
+                .any(|k| format::unwrap_session_key(k, envelope.rsa_ciphertext, &other).is_ok())
+            {
                 return Err(format!(
                     "sealed for {scope} scope (OAEP label {:?}) but the SealedSecret declares {declared}; set the scope annotation to match, or seal it again",
                     String::from_utf8_lossy(&other)
@@ -345,7 +418,9 @@ impl SealedSecret {
             }
         }
         Err(match last {
-            Some(FormatError::KeySizeMismatch { .. }) | Some(FormatError::WrongKeyOrLabel) | None => format!(
+            Some(FormatError::KeySizeMismatch { .. })
+            | Some(FormatError::WrongKeyOrLabel)
+            | None => format!(
                 "no key could decrypt it ({} key(s) tried, label {:?}): it was sealed with another key, or for another name or namespace",
                 keys.len(),
                 String::from_utf8_lossy(label)
@@ -360,7 +435,11 @@ impl UnsealedSecret {
     pub fn to_node(&self) -> Node {
         let mut metadata = Node::map();
         let m = &self.metadata;
-        for (key, value) in [("name", &m.name), ("generateName", &m.generate_name), ("namespace", &m.namespace)] {
+        for (key, value) in [
+            ("name", &m.name),
+            ("generateName", &m.generate_name),
+            ("namespace", &m.namespace),
+        ] {
             if !value.is_empty() {
                 metadata.insert(key, Node::str(value));
             }
@@ -381,14 +460,21 @@ impl UnsealedSecret {
             metadata.insert("ownerReferences", Node::Seq(vec![owner]));
         }
         if !m.finalizers.is_empty() {
-            metadata.insert("finalizers", Node::Seq(m.finalizers.iter().map(|f| Node::str(f)).collect()));
+            metadata.insert(
+                "finalizers",
+                Node::Seq(m.finalizers.iter().map(|f| Node::str(f)).collect()),
+            );
         }
         let mut root = Node::map();
         root.insert("kind", Node::str("Secret"));
         root.insert("apiVersion", Node::str("v1"));
         root.insert("metadata", metadata);
         root.insert_some("immutable", self.immutable.map(Node::Bool));
-        let data = self.data.iter().map(|(k, v)| (k.clone(), Node::Str(format::encode_base64(v.expose())))).collect();
+        let data = self
+            .data
+            .iter()
+            .map(|(k, v)| (k.clone(), Node::Str(format::encode_base64(v.expose()))))
+            .collect();
         root.insert("data", Node::Map(data));
         root.insert_some("type", self.secret_type.as_deref().map(Node::str));
         root

@@ -14,10 +14,12 @@ use crate::secret::{SecretBytes, SecretString};
 #[non_exhaustive]
 pub enum SecretError {
     /// A document does not parse.
-    #[error("{0}")]
+    #[error(transparent)]
     Parse(#[from] DocumentError),
     /// A document is some other kind of object.
-    #[error("document {index} (line {line}) is a {kind}, not a Secret: give kvseal a `kind: Secret`")]
+    #[error(
+        "document {index} (line {line}) is a {kind}, not a Secret: give kvseal a `kind: Secret`"
+    )]
     NotASecret {
         /// Document index.
         index: usize,
@@ -56,7 +58,9 @@ pub enum SecretError {
         index: usize,
     },
     /// `-n` disagrees with the Secret.
-    #[error("namespace mismatch: input Secret {name:?} is in namespace {secret:?} but {flag:?} was specified with -n")]
+    #[error(
+        "namespace mismatch: input Secret {name:?} is in namespace {secret:?} but {flag:?} was specified with -n"
+    )]
     NamespaceMismatch {
         /// Secret name.
         name: String,
@@ -120,8 +124,17 @@ pub struct SecretOptions {
 impl Secret {
     /// Builds a Secret from literal values (`--from-literal`, `--from-file`).
     pub fn from_values(name: &str, namespace: &str, data: BTreeMap<String, SecretBytes>) -> Self {
-        let metadata = ObjectMeta { name: name.into(), namespace: namespace.into(), ..Default::default() };
-        Self { metadata, data, secret_type: None, immutable: None }
+        let metadata = ObjectMeta {
+            name: name.into(),
+            namespace: namespace.into(),
+            ..Default::default()
+        };
+        Self {
+            metadata,
+            data,
+            secret_type: None,
+            immutable: None,
+        }
     }
 
     /// Reads every Secret of a YAML or JSON stream and applies kubeseal's checks.
@@ -140,19 +153,24 @@ impl Secret {
     fn from_document(doc: &Document<'_>) -> Result<Secret, SecretError> {
         let type_meta = doc.type_meta()?;
         if !type_meta.kind.is_empty() && type_meta.kind != "Secret" {
-            return Err(SecretError::NotASecret { index: doc.index, line: doc.line, kind: type_meta.kind });
+            return Err(SecretError::NotASecret {
+                index: doc.index,
+                line: doc.line,
+                kind: type_meta.kind,
+            });
         }
         let raw: RawSecret = doc.parse()?;
         let mut data = BTreeMap::new();
         for (key, encoded) in &raw.data {
-            let bytes = decode_base64(encoded.expose()).map_err(|e| SecretError::DataNotBase64 {
-                name: raw.metadata.name.clone(),
-                key: key.clone(),
-                detail: match e {
-                    crate::format::FormatError::Base64 { detail } => detail,
-                    other => other.to_string(),
-                },
-            })?;
+            let bytes =
+                decode_base64(encoded.expose()).map_err(|e| SecretError::DataNotBase64 {
+                    name: raw.metadata.name.clone(),
+                    key: key.clone(),
+                    detail: match e {
+                        crate::format::FormatError::Base64 { detail } => detail,
+                        other => other.to_string(),
+                    },
+                })?;
             data.insert(key.clone(), SecretBytes::new(bytes));
         }
         for (key, text) in &raw.string_data {
@@ -169,7 +187,9 @@ impl Secret {
     /// kubeseal's checks and overrides, in kubeseal's order.
     pub fn prepare(mut self, index: usize, options: &SecretOptions) -> Result<Secret, SecretError> {
         if self.data.is_empty() && !options.allow_empty_data {
-            return Err(SecretError::EmptyData { name: self.metadata.name.clone() });
+            return Err(SecretError::EmptyData {
+                name: self.metadata.name.clone(),
+            });
         }
         if let Some(name) = &options.name {
             self.metadata.name = name.clone();
@@ -195,7 +215,10 @@ impl Secret {
                 }
             }
             if self.metadata.namespace.is_empty() {
-                return Err(SecretError::MissingNamespace { name: self.metadata.name.clone(), scope });
+                return Err(SecretError::MissingNamespace {
+                    name: self.metadata.name.clone(),
+                    scope,
+                });
             }
         }
         Ok(self)

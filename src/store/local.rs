@@ -39,7 +39,10 @@ struct Meta {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.display().to_string(), source }
+    move |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl LocalDirStore {
@@ -52,7 +55,11 @@ impl LocalDirStore {
         self.root.join(keyset).join(format!("{generation:04}"))
     }
 
-    fn read_info(&self, keyset: &str, generation: u32) -> Result<Option<GenerationInfo>, StoreError> {
+    fn read_info(
+        &self,
+        keyset: &str,
+        generation: u32,
+    ) -> Result<Option<GenerationInfo>, StoreError> {
         let dir = self.generation_dir(keyset, generation);
         let meta_path = dir.join(META_FILE);
         let meta_text = match fs::read_to_string(&meta_path) {
@@ -60,15 +67,23 @@ impl LocalDirStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error(&meta_path)(e)),
         };
-        let corrupt = |reason: String| StoreError::Corrupt { what: meta_path.display().to_string(), reason };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            what: meta_path.display().to_string(),
+            reason,
+        };
         let meta: Meta = toml::from_str(&meta_text).map_err(|e| corrupt(e.to_string()))?;
         let cert_path = dir.join(CERT_FILE);
         let cert_pem = fs::read(&cert_path).map_err(io_error(&cert_path))?;
-        let certificate = Certificate::from_pem(&cert_pem)
-            .map_err(|e| StoreError::Corrupt { what: cert_path.display().to_string(), reason: e.to_string() })?;
+        let certificate = Certificate::from_pem(&cert_pem).map_err(|e| StoreError::Corrupt {
+            what: cert_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
         let actual = certificate.public_key().fingerprint().to_string();
         if actual != meta.fingerprint {
-            return Err(corrupt(format!("records fingerprint {} but {CERT_FILE} has {actual}", meta.fingerprint)));
+            return Err(corrupt(format!(
+                "records fingerprint {} but {CERT_FILE} has {actual}",
+                meta.fingerprint
+            )));
         }
         Ok(Some(GenerationInfo {
             keyset: keyset.to_owned(),
@@ -152,14 +167,19 @@ impl KeyStore for LocalDirStore {
     }
 
     fn load(&self, keyset: &str, generation: u32) -> Result<Generation, StoreError> {
-        let info = self.read_info(keyset, generation)?.ok_or_else(|| StoreError::NotFound {
-            store: self.describe(),
-            keyset: keyset.to_owned(),
-            generation,
-        })?;
+        let info = self
+            .read_info(keyset, generation)?
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.describe(),
+                keyset: keyset.to_owned(),
+                generation,
+            })?;
         let key_path = self.generation_dir(keyset, generation).join(KEY_FILE);
         let pem = SecretBytes::new(fs::read(&key_path).map_err(io_error(&key_path))?);
-        let corrupt = |reason: String| StoreError::Corrupt { what: key_path.display().to_string(), reason };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            what: key_path.display().to_string(),
+            reason,
+        };
         let private_key = PrivateKey::from_pem(pem.expose()).map_err(|e| corrupt(e.to_string()))?;
         if private_key.fingerprint() != info.fingerprint() {
             return Err(corrupt(format!(
@@ -186,7 +206,10 @@ impl KeyStore for LocalDirStore {
         match fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(StoreError::AlreadyExists { keyset: keyset.to_owned(), generation });
+                return Err(StoreError::AlreadyExists {
+                    keyset: keyset.to_owned(),
+                    generation,
+                });
             }
             Err(e) => return Err(io_error(&dir)(e)),
         }
@@ -194,11 +217,14 @@ impl KeyStore for LocalDirStore {
         fsutil::create_new_private(&key_path, key.to_pkcs8_pem().expose().as_bytes())
             .map_err(io_error(&key_path))?;
         let cert_path = dir.join(CERT_FILE);
-        fsutil::write_atomic(&cert_path, certificate.to_pem().as_bytes()).map_err(io_error(&cert_path))?;
+        fsutil::write_atomic(&cert_path, certificate.to_pem().as_bytes())
+            .map_err(io_error(&cert_path))?;
         let meta = Meta {
             state,
             fingerprint: certificate.public_key().fingerprint().to_string(),
-            created: OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc()),
+            created: OffsetDateTime::now_utc()
+                .replace_nanosecond(0)
+                .unwrap_or_else(|_| OffsetDateTime::now_utc()),
         };
         Self::write_meta(&dir, &meta)?;
         fsutil::sync_dir(&keyset_dir).map_err(io_error(&keyset_dir))?;
@@ -214,13 +240,24 @@ impl KeyStore for LocalDirStore {
         Ok(stored.info)
     }
 
-    fn set_state(&self, keyset: &str, generation: u32, state: GenerationState) -> Result<(), StoreError> {
-        let info = self.read_info(keyset, generation)?.ok_or_else(|| StoreError::NotFound {
-            store: self.describe(),
-            keyset: keyset.to_owned(),
-            generation,
-        })?;
-        let meta = Meta { state, fingerprint: info.fingerprint().to_string(), created: info.created };
+    fn set_state(
+        &self,
+        keyset: &str,
+        generation: u32,
+        state: GenerationState,
+    ) -> Result<(), StoreError> {
+        let info = self
+            .read_info(keyset, generation)?
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.describe(),
+                keyset: keyset.to_owned(),
+                generation,
+            })?;
+        let meta = Meta {
+            state,
+            fingerprint: info.fingerprint().to_string(),
+            created: info.created,
+        };
         Self::write_meta(&self.generation_dir(keyset, generation), &meta)
     }
 }

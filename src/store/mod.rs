@@ -13,7 +13,9 @@ use crate::keys::{Certificate, Fingerprint, PrivateKey};
 pub use local::LocalDirStore;
 
 /// The life of a generation; see `docs/keys.md`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum GenerationState {
     /// Being written; not yet verified.
@@ -103,7 +105,9 @@ pub enum StoreError {
         source: std::io::Error,
     },
     /// Stored data does not parse or does not match itself.
-    #[error("{what}: {reason}; the store is damaged here, restore it from backup or remove that generation")]
+    #[error(
+        "{what}: {reason}; the store is damaged here, restore it from backup or remove that generation"
+    )]
     Corrupt {
         /// Which entry.
         what: String,
@@ -111,7 +115,9 @@ pub enum StoreError {
         reason: String,
     },
     /// No such generation.
-    #[error("key set {keyset:?} has no generation {generation} in {store}; `kvseal keys list` shows what there is")]
+    #[error(
+        "key set {keyset:?} has no generation {generation} in {store}; `kvseal keys list` shows what there is"
+    )]
     NotFound {
         /// Store description.
         store: String,
@@ -121,7 +127,9 @@ pub enum StoreError {
         generation: u32,
     },
     /// The generation exists already.
-    #[error("key set {keyset:?} already has a generation {generation}; kvseal never overwrites a key")]
+    #[error(
+        "key set {keyset:?} already has a generation {generation}; kvseal never overwrites a key"
+    )]
     AlreadyExists {
         /// Key set.
         keyset: String,
@@ -129,7 +137,9 @@ pub enum StoreError {
         generation: u32,
     },
     /// A store URL kvseal does not understand.
-    #[error("unknown store {0:?}: use dir:PATH (Azure Key Vault support comes with azure-keyvault:URL)")]
+    #[error(
+        "unknown store {0:?}: use dir:PATH (Azure Key Vault support comes with azure-keyvault:URL)"
+    )]
     UnknownSpec(String),
 }
 
@@ -155,7 +165,12 @@ pub trait KeyStore {
         state: GenerationState,
     ) -> Result<GenerationInfo, StoreError>;
     /// Changes a generation's state.
-    fn set_state(&self, keyset: &str, generation: u32, state: GenerationState) -> Result<(), StoreError>;
+    fn set_state(
+        &self,
+        keyset: &str,
+        generation: u32,
+        state: GenerationState,
+    ) -> Result<(), StoreError>;
 }
 
 /// A parsed store location from configuration.

@@ -41,10 +41,16 @@ pub fn oracle_seal(key: &RsaPublicKey, plaintext: &[u8], label: &[u8]) -> Vec<u8
     let mut session_key = [0u8; 32];
     rand::Rng::fill_bytes(&mut rng, &mut session_key);
     let rsa_ct = key
-        .encrypt(&mut rng, Oaep::<Sha256>::new_with_label(label.to_vec()), &session_key)
+        .encrypt(
+            &mut rng,
+            Oaep::<Sha256>::new_with_label(label.to_vec()),
+            &session_key,
+        )
         .expect("oracle encrypts");
     let cipher = Aes256Gcm::new_from_slice(&session_key).unwrap();
-    let aes_ct = cipher.encrypt(&Nonce::default(), plaintext).expect("oracle seals");
+    let aes_ct = cipher
+        .encrypt(&Nonce::default(), plaintext)
+        .expect("oracle seals");
     let mut out = (rsa_ct.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(&rsa_ct);
     out.extend_from_slice(&aes_ct);
@@ -56,14 +62,18 @@ pub fn oracle_open(key: &RsaPrivateKey, value: &[u8], label: &[u8]) -> Option<Ve
     let len = usize::from(u16::from_be_bytes([*value.first()?, *value.get(1)?]));
     let rsa_ct = value.get(2..2 + len)?;
     let aes_ct = value.get(2 + len..)?;
-    let session_key = key.decrypt(Oaep::<Sha256>::new_with_label(label.to_vec()), rsa_ct).ok()?;
+    let session_key = key
+        .decrypt(Oaep::<Sha256>::new_with_label(label.to_vec()), rsa_ct)
+        .ok()?;
     let cipher = Aes256Gcm::new_from_slice(&session_key).ok()?;
     cipher.decrypt(&Nonce::default(), aes_ct).ok()
 }
 
 /// The 1 MiB plaintext of the big vector; must match `make_vectors.py`.
 pub fn pattern_1mib() -> Vec<u8> {
-    (0..1usize << 20).map(|i| ((i * 7 + 3) % 256) as u8).collect()
+    (0..1usize << 20)
+        .map(|i| ((i * 7 + 3) % 256) as u8)
+        .collect()
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

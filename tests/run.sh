@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: installs the independent interop peers (PyPI and npm packages, pinned
+# in tests/interop/) into target/, then runs every test. Safe to run again; installs are
+# skipped when already done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv=target/interop-venv
+stamp="$venv/.installed-$(cat tests/interop/requirements.txt tests/interop/requirements-nodeps.txt | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/interop/requirements.txt
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r tests/interop/requirements-nodeps.txt
+  touch "$stamp"
+fi
+if [ ! -d tests/interop/node_modules/@linode/kubeseal-encrypt ]; then
+  npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
+fi
+command -v openssl >/dev/null || { echo "tests need the openssl command line: apt-get install openssl" >&2; exit 1; }
+
+export KVSEAL_INTEROP_PYTHON="$PWD/$venv/bin/python"
+cargo test --all-targets "$@"
