@@ -29,12 +29,12 @@ pub enum ConfigError {
     )]
     NotFound(String),
     /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Read {
         /// Path.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or has unknown or mistyped fields.
     #[error("{path}: {message}")]
@@ -187,9 +187,9 @@ impl Config {
 
     /// Loads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         Config::parse(&text, path, &base_dir)

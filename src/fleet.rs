@@ -31,20 +31,20 @@ pub enum FleetError {
         dir: String,
     },
     /// A certificate file is unreadable or invalid.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Certificate {
         /// The file.
         path: String,
         /// What is wrong with it.
-        source: CertificateError,
+        cause: CertificateError,
     },
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -67,9 +67,9 @@ impl SealingTarget {
         let certificate = read_certificate(path)?;
         certificate
             .check_not_expired(now)
-            .map_err(|source| FleetError::Certificate {
+            .map_err(|cause| FleetError::Certificate {
                 path: path.display().to_string(),
-                source,
+                cause,
             })?;
         Ok(Self {
             keyset: None,
@@ -89,13 +89,13 @@ impl SealingTarget {
 }
 
 fn read_certificate(path: &Path) -> Result<Certificate, FleetError> {
-    let pem = fs::read(path).map_err(|source| FleetError::Io {
+    let pem = fs::read(path).map_err(|cause| FleetError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
-    Certificate::from_pem(&pem).map_err(|source| FleetError::Certificate {
+    Certificate::from_pem(&pem).map_err(|cause| FleetError::Certificate {
         path: path.display().to_string(),
-        source,
+        cause,
     })
 }
 
@@ -144,19 +144,19 @@ pub fn sealing_certificate(
     let entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(no_cert()),
-        Err(source) => {
+        Err(cause) => {
             return Err(FleetError::Io {
                 path: dir.display().to_string(),
-                source,
+                cause,
             });
         }
     };
     let mut best: Option<(Certificate, PathBuf)> = None;
     for entry in entries {
         let path = entry
-            .map_err(|source| FleetError::Io {
+            .map_err(|cause| FleetError::Io {
                 path: dir.display().to_string(),
-                source,
+                cause,
             })?
             .path();
         if path.extension().and_then(|e| e.to_str()) != Some("pem") {
@@ -173,9 +173,9 @@ pub fn sealing_certificate(
     let (certificate, path) = best.ok_or_else(no_cert)?;
     certificate
         .check_not_expired(now)
-        .map_err(|source| FleetError::Certificate {
+        .map_err(|cause| FleetError::Certificate {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
     Ok((certificate, path))
 }
@@ -208,7 +208,7 @@ pub fn export_certs(
         let dir = config.keyset_cert_dir(keyset);
         let io = |path: &Path| {
             let path = path.display().to_string();
-            move |source| FleetError::Io { path, source }
+            move |cause| FleetError::Io { path, cause }
         };
         if !published.is_empty() {
             fs::create_dir_all(&dir).map_err(io(&dir))?;

@@ -39,9 +39,9 @@ struct Meta {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |cause| StoreError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     }
 }
 

@@ -97,12 +97,12 @@ pub struct Generation {
 #[non_exhaustive]
 pub enum StoreError {
     /// An I/O failure on a named path.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file or directory.
         path: String,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// Stored data does not parse or does not match itself.
     #[error(
