@@ -5,7 +5,8 @@
 //! - [`keys`]: RSA keys, fingerprints, PEM and self-signed certificates;
 //! - [`manifest`]: Secret and SealedSecret documents, read and written as kubeseal does;
 //! - [`store`]: where key generations live, behind the [`store::KeyStore`] trait;
-//! - [`config`]: `kvseal.toml`.
+//! - [`config`], `kvseal.toml`;
+//! - [`fleet`] and [`lifecycle`], which tie clusters, key sets and certificates together.
 //!
 //! The library never prints; the `kvseal` binary renders what it returns.
 #![forbid(unsafe_code)]

@@ -215,7 +215,7 @@ fn read_secrets(args: &Args, options: &SecretOptions) -> anyhow::Result<Vec<Secr
     if args.file.is_some() {
         bail!("give either -f FILE or --from-file/--from-literal, not both");
     }
-    let Some(name) = &args.name else {
+    let Some(name) = options.name.as_ref().or(args.name.as_ref()) else {
         bail!("--from-file and --from-literal need --name")
     };
     let data = literal_values(args)?;

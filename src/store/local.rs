@@ -149,16 +149,15 @@ impl KeyStore for LocalDirStore {
                 // A directory without meta.toml is a generation whose creation was cut short.
                 None => {
                     let cert_path = self.generation_dir(keyset, n).join(CERT_FILE);
-                    if let Ok(pem) = fs::read(&cert_path) {
-                        if let Ok(certificate) = Certificate::from_pem(&pem) {
-                            out.push(GenerationInfo {
-                                keyset: keyset.to_owned(),
-                                generation: n,
-                                state: GenerationState::Pending,
-                                created: certificate.not_before(),
-                                certificate,
-                            });
-                        }
+                    let certificate = fs::read(&cert_path).ok().and_then(|pem| Certificate::from_pem(&pem).ok());
+                    if let Some(certificate) = certificate {
+                        out.push(GenerationInfo {
+                            keyset: keyset.to_owned(),
+                            generation: n,
+                            state: GenerationState::Pending,
+                            created: certificate.not_before(),
+                            certificate,
+                        });
                     }
                 }
             }
