@@ -29,6 +29,12 @@ fn timed<T>(f: impl FnOnce() -> T) -> Duration {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries too, without `--bench`; the full
+    // benchmark takes minutes, so it runs only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("crypto benchmark: run it with `cargo bench --bench crypto`");
+        return;
+    }
     println!("kvseal crypto benchmark (one thread, release build)\n");
 
     // Interleave the two so that both see the same machine load.
@@ -48,16 +54,31 @@ fn main() {
         }));
     }
     let _ = std::fs::remove_file(&scratch);
-    let (ours_min, ours_max) = (ours.iter().min().copied().unwrap(), ours.iter().max().copied().unwrap());
+    let (ours_min, ours_max) = (
+        ours.iter().min().copied().unwrap(),
+        ours.iter().max().copied().unwrap(),
+    );
     let ours_median = median(ours);
     let openssl_median = median(openssl);
     println!("RSA-4096 keygen, {KEYGEN_RUNS} runs each, interleaved");
-    println!("  kvseal (aws-lc-rs)       median {}  (min {}, max {})", secs(ours_median), secs(ours_min), secs(ours_max));
-    println!("  openssl genrsa 4096      median {}  (includes process start)", secs(openssl_median));
+    println!(
+        "  kvseal (aws-lc-rs)       median {}  (min {}, max {})",
+        secs(ours_median),
+        secs(ours_min),
+        secs(ours_max)
+    );
+    println!(
+        "  openssl genrsa 4096      median {}  (includes process start)",
+        secs(openssl_median)
+    );
     println!(
         "  ratio kvseal/openssl     {:.2} ({})\n",
         ours_median.as_secs_f64() / openssl_median.as_secs_f64(),
-        if ours_median <= openssl_median { "no slower" } else { "SLOWER" }
+        if ours_median <= openssl_median {
+            "no slower"
+        } else {
+            "SLOWER"
+        }
     );
 
     let key = PrivateKey::generate(4096).expect("keygen");
@@ -67,7 +88,8 @@ fn main() {
     let start = Instant::now();
     let mut sealed = Vec::new();
     while start.elapsed() < THROUGHPUT_WINDOW {
-        let out = format::seal(key.public_key(), &value, &label, &SessionKey::generate()).expect("seal");
+        let out =
+            format::seal(key.public_key(), &value, &label, &SessionKey::generate()).expect("seal");
         sealed.push(format::encode_base64(&out));
     }
     let seal_rate = sealed.len() as f64 / start.elapsed().as_secs_f64();
@@ -86,7 +108,10 @@ fn main() {
     println!("  seal                     {seal_rate:.0} values/s");
     println!("  unseal                   {open_rate:.0} values/s");
 
-    let speed = Command::new("openssl").args(["speed", "-seconds", "3", "rsa4096"]).output().expect("openssl speed");
+    let speed = Command::new("openssl")
+        .args(["speed", "-seconds", "3", "rsa4096"])
+        .output()
+        .expect("openssl speed");
     let text = String::from_utf8_lossy(&speed.stdout);
     let sign_per_s = text
         .lines()
@@ -98,6 +123,9 @@ fn main() {
             println!("  openssl speed rsa4096    {rate:.0} private ops/s (sign), one thread");
             println!("  unseal / openssl bound   {:.2}", open_rate / rate);
         }
-        None => println!("  openssl speed rsa4096    (could not parse: {})", text.lines().last().unwrap_or_default()),
+        None => println!(
+            "  openssl speed rsa4096    (could not parse: {})",
+            text.lines().last().unwrap_or_default()
+        ),
     }
 }

@@ -65,12 +65,7 @@ impl SealingTarget {
     /// A target from one certificate file, as kubeseal's `--cert`. Refuses an expired one.
     pub fn from_cert_file(path: &Path, now: OffsetDateTime) -> Result<Self, FleetError> {
         let certificate = read_certificate(path)?;
-        certificate
-            .check_not_expired(now)
-            .map_err(|cause| FleetError::Certificate {
-                path: path.display().to_string(),
-                cause,
-            })?;
+        refuse_expired(&certificate, path, now)?;
         Ok(Self {
             keyset: None,
             clusters: Vec::new(),
@@ -86,6 +81,19 @@ impl SealingTarget {
             None => format!("certificate {}", self.certificate_path.display()),
         }
     }
+}
+
+fn refuse_expired(
+    certificate: &Certificate,
+    path: &Path,
+    now: OffsetDateTime,
+) -> Result<(), FleetError> {
+    certificate
+        .check_not_expired(now)
+        .map_err(|cause| FleetError::Certificate {
+            path: path.display().to_string(),
+            cause,
+        })
 }
 
 fn read_certificate(path: &Path) -> Result<Certificate, FleetError> {
@@ -171,12 +179,7 @@ pub fn sealing_certificate(
         }
     }
     let (certificate, path) = best.ok_or_else(no_cert)?;
-    certificate
-        .check_not_expired(now)
-        .map_err(|cause| FleetError::Certificate {
-            path: path.display().to_string(),
-            cause,
-        })?;
+    refuse_expired(&certificate, &path, now)?;
     Ok((certificate, path))
 }
 

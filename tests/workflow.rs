@@ -15,13 +15,21 @@ fn kvseal(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.unwrap_or_default().as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    out
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or_default().as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn ok(out: Output) -> String {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -51,34 +59,72 @@ fn generate_seal_per_cluster_and_unseal() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("kvseal keys generate --keyset shared"));
 
-    ok(kvseal(root, &["keys", "generate", "--keyset", "shared"], None));
-    ok(kvseal(root, &["keys", "generate", "--keyset", "edge"], None));
+    ok(kvseal(
+        root,
+        &["keys", "generate", "--keyset", "shared"],
+        None,
+    ));
+    ok(kvseal(
+        root,
+        &["keys", "generate", "--keyset", "edge"],
+        None,
+    ));
     assert!(root.join("certs/shared/0001.pem").is_file());
 
-    ok(kvseal(root, &["seal", "--all-clusters", "--out-template", "out/{cluster}.yaml"], Some(SECRET)));
+    ok(kvseal(
+        root,
+        &[
+            "seal",
+            "--all-clusters",
+            "--out-template",
+            "out/{cluster}.yaml",
+        ],
+        Some(SECRET),
+    ));
     let eu = std::fs::read_to_string(root.join("out/eu.yaml")).unwrap();
     let us = std::fs::read_to_string(root.join("out/us.yaml")).unwrap();
     let edge = std::fs::read_to_string(root.join("out/edge.yaml")).unwrap();
-    assert_eq!(eu, us, "clusters that share a key set get the same SealedSecret");
+    assert_eq!(
+        eu, us,
+        "clusters that share a key set get the same SealedSecret"
+    );
     assert_ne!(eu, edge);
     assert!(eu.starts_with("---\n# kvseal: key set shared, clusters eu, us\n"));
 
     // Each file opens with its own key set only.
-    let opened = ok(kvseal(root, &["unseal", "--keyset", "shared", "-f", "out/eu.yaml"], None));
+    let opened = ok(kvseal(
+        root,
+        &["unseal", "--keyset", "shared", "-f", "out/eu.yaml"],
+        None,
+    ));
     assert!(opened.contains("token: dDBrM24=\n"), "{opened}");
-    let refused = kvseal(root, &["unseal", "--keyset", "shared", "-f", "out/edge.yaml"], None);
+    let refused = kvseal(
+        root,
+        &["unseal", "--keyset", "shared", "-f", "out/edge.yaml"],
+        None,
+    );
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("token: no key could decrypt it"));
 
     // A new generation keeps the old one: older SealedSecrets still open, new ones use it.
-    ok(kvseal(root, &["keys", "generate", "--keyset", "shared"], None));
+    ok(kvseal(
+        root,
+        &["keys", "generate", "--keyset", "shared"],
+        None,
+    ));
     let listed = ok(kvseal(root, &["keys", "list", "--keyset", "shared"], None));
-    assert!(listed.contains("shared  1    retained") && listed.contains("shared  2    active"), "{listed}");
+    assert!(
+        listed.contains("shared  1    retained") && listed.contains("shared  2    active"),
+        "{listed}"
+    );
     ok(kvseal(root, &["unseal", "-f", "out/eu.yaml"], None));
     let resealed = ok(kvseal(root, &["seal", "--cluster", "eu"], Some(SECRET)));
     let fingerprint2 = std::fs::read(root.join("certs/shared/0002.pem")).unwrap();
     let cert2 = kvseal::keys::Certificate::from_pem(&fingerprint2).unwrap();
-    assert!(resealed.contains(&cert2.public_key().fingerprint().to_string()), "seals with the newest generation");
+    assert!(
+        resealed.contains(&cert2.public_key().fingerprint().to_string()),
+        "seals with the newest generation"
+    );
 }
 
 #[test]
@@ -86,28 +132,72 @@ fn merge_into_keeps_format_scope_and_existing_values() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     std::fs::write(root.join("kvseal.toml"), CONFIG).unwrap();
-    ok(kvseal(root, &["keys", "generate", "--keyset", "edge"], None));
+    ok(kvseal(
+        root,
+        &["keys", "generate", "--keyset", "edge"],
+        None,
+    ));
 
-    let json = ok(kvseal(root, &["seal", "--cluster", "edge", "--scope", "namespace-wide", "-o", "json"], Some(SECRET)));
+    let json = ok(kvseal(
+        root,
+        &[
+            "seal",
+            "--cluster",
+            "edge",
+            "--scope",
+            "namespace-wide",
+            "-o",
+            "json",
+        ],
+        Some(SECRET),
+    ));
     std::fs::write(root.join("sealed.json"), &json).unwrap();
 
     // No --scope given: the file's namespace-wide scope is used, not the default.
     ok(kvseal(
         root,
-        &["seal", "--cluster", "edge", "--merge-into", "sealed.json", "--from-literal", "extra=more"],
+        &[
+            "seal",
+            "--cluster",
+            "edge",
+            "--merge-into",
+            "sealed.json",
+            "--from-literal",
+            "extra=more",
+        ],
         None,
     ));
     let merged = std::fs::read_to_string(root.join("sealed.json")).unwrap();
-    assert!(merged.starts_with("{\n  \"kind\": \"SealedSecret\""), "stays JSON: {merged}");
+    assert!(
+        merged.starts_with("{\n  \"kind\": \"SealedSecret\""),
+        "stays JSON: {merged}"
+    );
     assert!(merged.contains("sealedsecrets.bitnami.com/namespace-wide"));
-    let opened = ok(kvseal(root, &["unseal", "-f", "sealed.json", "-o", "json"], None));
-    assert!(opened.contains("\"token\": \"dDBrM24=\"") && opened.contains("\"extra\": \"bW9yZQ==\""), "{opened}");
+    let opened = ok(kvseal(
+        root,
+        &["unseal", "-f", "sealed.json", "-o", "json"],
+        None,
+    ));
+    assert!(
+        opened.contains("\"token\": \"dDBrM24=\"") && opened.contains("\"extra\": \"bW9yZQ==\""),
+        "{opened}"
+    );
 
     // A contradicting --scope is refused and the file is left as it was.
     let before = std::fs::read(root.join("sealed.json")).unwrap();
     let out = kvseal(
         root,
-        &["seal", "--cluster", "edge", "--merge-into", "sealed.json", "--scope", "strict", "--from-literal", "x=y"],
+        &[
+            "seal",
+            "--cluster",
+            "edge",
+            "--merge-into",
+            "sealed.json",
+            "--scope",
+            "strict",
+            "--from-literal",
+            "x=y",
+        ],
         None,
     );
     assert!(!out.status.success());

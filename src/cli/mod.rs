@@ -47,6 +47,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `-o yaml|json`, as kubeseal spells it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// YAML, each document starting with `---`.
+    #[default]
+    Yaml,
+    /// Indented JSON.
+    Json,
+}
+
+impl From<Format> for kvseal::manifest::OutputFormat {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Yaml => Self::Yaml,
+            Format::Json => Self::Json,
+        }
+    }
+}
+
 /// Where the configuration comes from; loaded only by commands that need it.
 pub struct ConfigSource(Option<PathBuf>);
 

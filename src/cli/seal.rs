@@ -12,8 +12,8 @@ use kvseal::manifest::{
 use kvseal::secret::SecretBytes;
 use time::OffsetDateTime;
 
-use super::ConfigSource;
 use super::io::{read_input, write_file, write_stdout};
+use super::{ConfigSource, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -39,8 +39,8 @@ pub struct Args {
     scope: Option<Scope>,
 
     /// Output format.
-    #[arg(short = 'o', long = "format", value_enum, default_value_t = OutputFormat::Yaml)]
-    format: OutputFormat,
+    #[arg(short = 'o', long = "format", value_enum, default_value_t = Format::Yaml)]
+    format: Format,
 
     /// Write the output to this file (atomically) instead of stdout.
     #[arg(
@@ -122,8 +122,8 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
                     target.describe()
                 )
             })?;
-            let rendered = render_node(&sealed.to_node(), args.format);
-            docs.push_str(&annotate_for(target, rendered.expose(), args.format));
+            let rendered = render_node(&sealed.to_node(), args.format.into());
+            docs.push_str(&annotate_for(target, rendered.expose(), args.format.into()));
         }
         outputs.push((target, docs));
     }

@@ -7,8 +7,8 @@ use kvseal::keys::{PrivateKey, read_private_keys};
 use kvseal::manifest::{Node, OutputFormat, SealedSecret, render_node, split_documents};
 use kvseal::store;
 
-use super::ConfigSource;
 use super::io::{read_input, write_stdout};
+use super::{ConfigSource, Format};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,8 +31,8 @@ pub struct Args {
     keysets: Vec<String>,
 
     /// Output format.
-    #[arg(short = 'o', long = "format", value_enum, default_value_t = OutputFormat::Yaml)]
-    format: OutputFormat,
+    #[arg(short = 'o', long = "format", value_enum, default_value_t = Format::Yaml)]
+    format: Format,
 }
 
 pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::ExitCode> {
@@ -76,7 +76,7 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
         }
     }
 
-    let output = match (args.format, secrets.len()) {
+    let output = match (OutputFormat::from(args.format), secrets.len()) {
         (_, 0) => None,
         (OutputFormat::Json, n) if n > 1 => {
             let mut list = Node::map();

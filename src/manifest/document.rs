@@ -32,7 +32,7 @@ pub struct DocumentError {
 }
 
 /// kubeseal's `-o` formats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputFormat {
     /// YAML, each document starting with `---`.
     #[default]

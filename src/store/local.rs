@@ -94,6 +94,15 @@ impl LocalDirStore {
         }))
     }
 
+    fn require_info(&self, keyset: &str, generation: u32) -> Result<GenerationInfo, StoreError> {
+        self.read_info(keyset, generation)?
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.describe(),
+                keyset: keyset.to_owned(),
+                generation,
+            })
+    }
+
     fn write_meta(dir: &Path, meta: &Meta) -> Result<(), StoreError> {
         let path = dir.join(META_FILE);
         let text = toml::to_string(meta).map_err(|e| StoreError::Corrupt {
@@ -149,7 +158,9 @@ impl KeyStore for LocalDirStore {
                 // A directory without meta.toml is a generation whose creation was cut short.
                 None => {
                     let cert_path = self.generation_dir(keyset, n).join(CERT_FILE);
-                    let certificate = fs::read(&cert_path).ok().and_then(|pem| Certificate::from_pem(&pem).ok());
+                    let certificate = fs::read(&cert_path)
+                        .ok()
+                        .and_then(|pem| Certificate::from_pem(&pem).ok());
                     if let Some(certificate) = certificate {
                         out.push(GenerationInfo {
                             keyset: keyset.to_owned(),
@@ -166,13 +177,7 @@ impl KeyStore for LocalDirStore {
     }
 
     fn load(&self, keyset: &str, generation: u32) -> Result<Generation, StoreError> {
-        let info = self
-            .read_info(keyset, generation)?
-            .ok_or_else(|| StoreError::NotFound {
-                store: self.describe(),
-                keyset: keyset.to_owned(),
-                generation,
-            })?;
+        let info = self.require_info(keyset, generation)?;
         let key_path = self.generation_dir(keyset, generation).join(KEY_FILE);
         let pem = SecretBytes::new(fs::read(&key_path).map_err(io_error(&key_path))?);
         let corrupt = |reason: String| StoreError::Corrupt {
@@ -245,13 +250,7 @@ impl KeyStore for LocalDirStore {
         generation: u32,
         state: GenerationState,
     ) -> Result<(), StoreError> {
-        let info = self
-            .read_info(keyset, generation)?
-            .ok_or_else(|| StoreError::NotFound {
-                store: self.describe(),
-                keyset: keyset.to_owned(),
-                generation,
-            })?;
+        let info = self.require_info(keyset, generation)?;
         let meta = Meta {
             state,
             fingerprint: info.fingerprint().to_string(),
