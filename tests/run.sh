@@ -20,4 +20,4 @@ fi
 command -v openssl >/dev/null || { echo "tests need the openssl command line: apt-get install openssl" >&2; exit 1; }
 
 export KVSEAL_INTEROP_PYTHON="$PWD/$venv/bin/python"
-cargo test --all-targets "$@"
+cargo test --lib --bins --tests "$@"
