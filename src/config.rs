@@ -364,7 +364,13 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
-        let glob = globset::GlobBuilder::new(pattern)
+        // Patterns are repository-relative; "infrastructure/" means everything below it.
+        let trimmed = pattern.trim_start_matches("./").trim_start_matches('/');
+        let normalised = match trimmed.strip_suffix('/') {
+            Some(dir) => format!("{dir}/**"),
+            None => trimmed.to_owned(),
+        };
+        let glob = globset::GlobBuilder::new(&normalised)
             .literal_separator(true)
             .build()
             .map_err(|e| format!("bad pattern {pattern:?}: {e}"))?;
@@ -396,6 +402,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             ));
         }
     };
+    if n == 0 {
+        return Err(format!("{text:?} is zero; give a positive duration"));
+    }
     n.checked_mul(seconds)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{text:?} is too long"))
@@ -408,7 +417,7 @@ mod tests {
     const GOOD: &str = r#"
 store = "dir:keys"
 cert_dir = "certs"
-shared_paths = ["infrastructure/**"]
+shared_paths = ["infrastructure/**", "./platform/"]
 
 [keysets.prod]
 rotation_period = "90d"
@@ -430,6 +439,11 @@ paths = ["apps/*/overlays/prod-eu/**"]
         };
         assert_eq!(names("apps/x/overlays/prod-eu/s.yaml"), ["prod-eu"]);
         assert_eq!(names("infrastructure/a/b.yaml"), ["prod-eu"]);
+        assert_eq!(
+            names("platform/x.yaml"),
+            ["prod-eu"],
+            "a pattern ending in / covers the directory"
+        );
         assert!(names("apps/x/overlays/dev/s.yaml").is_empty());
         assert_eq!(config.store, StoreSpec::Dir("/r/keys".into()));
     }

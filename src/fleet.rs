@@ -196,46 +196,37 @@ pub enum ExportChange {
 
 /// Writes the certificates of every active and retained generation of every configured key
 /// set into the certificate directory (`<cert_dir>/<keyset>/<generation>.pem`), and removes
-/// certificates of generations that are no longer published.
+/// the certificate of a generation the store lists as no longer published (staged, retired,
+/// compromised). Nothing else is ever removed: a key set the store knows nothing about
+/// (a wrong store path, say) keeps its certificates.
 pub fn export_certs(
     config: &Config,
     store: &dyn KeyStore,
 ) -> Result<Vec<ExportChange>, FleetError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |cause| FleetError::Io { path, cause }
+    };
     let mut changes = Vec::new();
     for keyset in config.keysets.keys() {
-        let published: Vec<GenerationInfo> = store
-            .list(keyset)?
-            .into_iter()
-            .filter(|g| g.state.is_published())
-            .collect();
+        let generations: Vec<GenerationInfo> = store.list(keyset)?;
         let dir = config.keyset_cert_dir(keyset);
-        let io = |path: &Path| {
-            let path = path.display().to_string();
-            move |cause| FleetError::Io { path, cause }
-        };
-        if !published.is_empty() {
-            fs::create_dir_all(&dir).map_err(io(&dir))?;
-        }
-        let mut keep = Vec::new();
-        for generation in &published {
+        for generation in &generations {
             let path = dir.join(format!("{:04}.pem", generation.generation));
-            let pem = generation.certificate.to_pem();
-            if fs::read(&path).ok().as_deref() == Some(pem.as_bytes()) {
-                changes.push(ExportChange::Unchanged(path.clone()));
-            } else {
-                crate::fsutil::write_atomic(&path, pem.as_bytes()).map_err(io(&path))?;
-                changes.push(ExportChange::Written(path.clone()));
-            }
-            keep.push(path);
-        }
-        if let Ok(entries) = fs::read_dir(&dir) {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if path.extension().and_then(|e| e.to_str()) == Some("pem") && !keep.contains(&path)
-                {
+            if !generation.state.is_published() {
+                if path.exists() {
                     fs::remove_file(&path).map_err(io(&path))?;
                     changes.push(ExportChange::Removed(path));
                 }
+                continue;
+            }
+            let pem = generation.certificate.to_pem();
+            if fs::read(&path).ok().as_deref() == Some(pem.as_bytes()) {
+                changes.push(ExportChange::Unchanged(path));
+            } else {
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                crate::fsutil::write_atomic(&path, pem.as_bytes()).map_err(io(&path))?;
+                changes.push(ExportChange::Written(path));
             }
         }
     }

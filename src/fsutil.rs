@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Replaces `path` with `contents` atomically: a sibling temporary file is written,
@@ -16,16 +16,23 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::other("path has no file name"))?;
+    // A random name: a leftover from a crashed run never blocks a later write.
+    let mut suffix = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut suffix).map_err(|_| io::Error::other("no randomness"))?;
     let tmp = dir.join(format!(
         ".{}.kvseal-tmp-{}",
         file_name.to_string_lossy(),
-        std::process::id()
+        hex::encode(suffix)
     ));
+    // Keep the mode of the file being replaced (a user's SealedSecret, say).
+    let mode = fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o644);
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(mode)
             .open(&tmp)?;
         file.write_all(contents)?;
         file.sync_all()?;

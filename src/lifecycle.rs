@@ -10,6 +10,7 @@ use crate::store::{GenerationInfo, GenerationState, KeyStore, StoreError};
 
 /// RSA modulus size of every generation kvseal makes.
 pub const KEY_BITS: usize = 4096;
+const MAX_NUMBER_PROBES: u32 = 100;
 
 /// Why a generation could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum LifecycleError {
     /// Certificate problem.
     #[error(transparent)]
     Certificate(#[from] crate::keys::CertificateError),
+    /// No generation number is left.
+    #[error("no free generation number is left in this key set")]
+    Exhausted,
     /// The validity does not fit in a certificate date.
     #[error("a validity of {0:?} runs past the dates a certificate can hold")]
     Validity(Duration),
@@ -48,11 +52,19 @@ pub fn generate(
     now: OffsetDateTime,
 ) -> Result<Generated, LifecycleError> {
     let existing = store.list(&keyset.name)?;
-    let number = existing.iter().map(|g| g.generation).max().unwrap_or(0) + 1;
+    let first_free = existing
+        .iter()
+        .map(|g| g.generation)
+        .max()
+        .unwrap_or(0)
+        .checked_add(1);
+    let first_free = first_free.ok_or(LifecycleError::Exhausted)?;
     let now = now.replace_nanosecond(0).unwrap_or(now);
     let latest_start = existing.iter().map(|g| g.certificate.not_before()).max();
     let not_before = match latest_start {
-        Some(latest) if latest >= now => latest + time::Duration::SECOND,
+        Some(latest) if latest >= now => latest
+            .checked_add(time::Duration::SECOND)
+            .ok_or(LifecycleError::Validity(keyset.validity))?,
         _ => now,
     };
     let not_after = time::Duration::try_from(keyset.validity)
@@ -63,13 +75,23 @@ pub fn generate(
     let key = PrivateKey::generate(KEY_BITS)?;
     let request = CertificateRequest::new(&keyset.common_name, not_before, not_after);
     let certificate = Certificate::self_signed(&key, &request)?;
-    let created = store.create(
-        &keyset.name,
-        number,
-        &key,
-        &certificate,
-        GenerationState::Active,
-    )?;
+    // A number can be taken by a concurrent run or by a crashed one that left an incomplete
+    // directory behind; either way, move on to the next number instead of failing for good.
+    let mut number = first_free;
+    let created = loop {
+        match store.create(
+            &keyset.name,
+            number,
+            &key,
+            &certificate,
+            GenerationState::Active,
+        ) {
+            Err(StoreError::AlreadyExists { .. }) if number - first_free < MAX_NUMBER_PROBES => {
+                number = number.checked_add(1).ok_or(LifecycleError::Exhausted)?;
+            }
+            other => break other?,
+        }
+    };
 
     // Only after the new generation is stored and verified do older ones step down; a crash
     // in between leaves two active generations, and the newest NotBefore still wins.

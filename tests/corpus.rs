@@ -139,7 +139,7 @@ fn every_recorded_field_opens_or_is_refused_as_expected() {
                                 "at input byte {}",
                                 error
                                     .reason
-                                    .split("at byte ")
+                                    .split("at input byte ")
                                     .nth(1)
                                     .unwrap()
                                     .split(')')

@@ -4,26 +4,51 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
-use kvseal::secret::SecretString;
+use kvseal::secret::{SecretBytes, SecretString};
 
-/// Reads `-f FILE`, or stdin when no file (or `-`) is given. The text stays in zeroizing
-/// memory because it may hold plaintext Secrets.
+/// Reads `-f FILE`, or stdin when no file (or `-`) is given. The text may hold plaintext
+/// Secrets, so it is read into zeroizing memory, and growing the buffer zeroes the old one.
 pub fn read_input(file: Option<&Path>) -> anyhow::Result<SecretString> {
-    let mut text = String::new();
-    match file {
+    let (bytes, source) = match file {
         Some(path) if path != Path::new("-") => {
-            let mut f = std::fs::File::open(path)
+            let f = std::fs::File::open(path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            f.read_to_string(&mut text)
-                .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+            let size_hint = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+            (
+                read_zeroizing(f, size_hint)
+                    .with_context(|| format!("cannot read {}", path.display()))?,
+                path.display().to_string(),
+            )
         }
-        _ => {
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input as UTF-8 text")?;
-        }
+        _ => (
+            read_zeroizing(std::io::stdin().lock(), 0).context("cannot read standard input")?,
+            "standard input".to_owned(),
+        ),
+    };
+    match std::str::from_utf8(bytes.expose()) {
+        Ok(text) => Ok(SecretString::new(text.to_owned())),
+        Err(_) => anyhow::bail!("{source} is not UTF-8 text"),
     }
-    Ok(SecretString::new(text))
+}
+
+fn read_zeroizing(mut reader: impl Read, size_hint: usize) -> std::io::Result<SecretBytes> {
+    let mut buffer = zeroize::Zeroizing::new(Vec::with_capacity(size_hint + 1));
+    let mut chunk = zeroize::Zeroizing::new([0u8; 8192]);
+    loop {
+        let n = match reader.read(chunk.as_mut_slice()) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buffer.len() + n > buffer.capacity() {
+            let mut bigger = zeroize::Zeroizing::new(Vec::with_capacity((buffer.len() + n) * 2));
+            bigger.extend_from_slice(&buffer);
+            buffer = bigger; // the old buffer is zeroed as it drops
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Ok(SecretBytes::new(std::mem::take(&mut *buffer)))
 }
 
 /// Writes to stdout, treating a closed pipe as success.

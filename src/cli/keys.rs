@@ -12,7 +12,7 @@ use time::format_description::well_known::Rfc3339;
 use super::ConfigSource;
 use super::io::write_stdout;
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(clap::Subcommand)]
 pub enum Command {
     /// Create a new generation (RSA-4096 and a self-signed certificate) and make it active.
     Generate {

@@ -15,7 +15,7 @@ use kvseal::config::Config;
 pub const EXIT_FAILURE: u8 = 1;
 
 /// Seal Secrets for every cluster of a fleet, and manage the Sealed Secrets keys behind them.
-#[derive(Debug, clap::Parser)]
+#[derive(clap::Parser)]
 #[command(name = "kvseal", version, about, max_term_width = 100)]
 pub struct Cli {
     /// Configuration file (default: kvseal.toml in this or the nearest parent directory).
@@ -26,7 +26,7 @@ pub struct Cli {
     command: Command,
 }
 
-#[derive(Debug, clap::Subcommand)]
+#[derive(clap::Subcommand)]
 enum Command {
     /// Turn Secrets into SealedSecrets for one cluster, several, or a certificate.
     Seal(seal::Args),

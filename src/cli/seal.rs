@@ -15,7 +15,8 @@ use time::OffsetDateTime;
 use super::io::{read_input, write_file, write_stdout};
 use super::{ConfigSource, Format};
 
-#[derive(Debug, clap::Args)]
+/// The command line; no `Debug`, because `--from-literal` carries secret values.
+#[derive(clap::Args)]
 pub struct Args {
     /// Secret manifest to seal: YAML or JSON, several documents allowed. Default: stdin.
     #[arg(short = 'f', long = "secret-file", value_name = "FILE")]
@@ -183,23 +184,22 @@ fn annotate_for(target: &SealingTarget, rendered: &str, format: OutputFormat) ->
 }
 
 fn template_paths(template: &str, target: &SealingTarget) -> anyhow::Result<Vec<PathBuf>> {
-    if template.contains("{cluster}") {
-        if target.clusters.is_empty() {
-            bail!("--out-template with {{cluster}} needs --cluster or --all-clusters");
-        }
-        return Ok(target
-            .clusters
-            .iter()
-            .map(|c| PathBuf::from(template.replace("{cluster}", c)))
-            .collect());
+    let has_cluster = template.contains("{cluster}");
+    if !has_cluster && !template.contains("{keyset}") {
+        bail!("--out-template {template:?} has no {{cluster}} or {{keyset}} placeholder");
     }
-    if template.contains("{keyset}") {
-        let Some(keyset) = &target.keyset else {
-            bail!("--out-template with {{keyset}} needs --cluster or --all-clusters");
-        };
-        return Ok(vec![PathBuf::from(template.replace("{keyset}", keyset))]);
+    let Some(keyset) = &target.keyset else {
+        bail!("--out-template needs --cluster or --all-clusters");
+    };
+    let template = template.replace("{keyset}", keyset);
+    if !has_cluster {
+        return Ok(vec![PathBuf::from(template)]);
     }
-    bail!("--out-template {template:?} has no {{cluster}} or {{keyset}} placeholder")
+    Ok(target
+        .clusters
+        .iter()
+        .map(|c| PathBuf::from(template.replace("{cluster}", c)))
+        .collect())
 }
 
 fn read_secrets(args: &Args, options: &SecretOptions) -> anyhow::Result<Vec<Secret>> {

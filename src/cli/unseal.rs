@@ -10,7 +10,8 @@ use kvseal::store;
 use super::io::{read_input, write_stdout};
 use super::{ConfigSource, Format};
 
-#[derive(Debug, clap::Args)]
+/// The command line; no `Debug`, because `--from-literal` carries secret values.
+#[derive(clap::Args)]
 pub struct Args {
     /// SealedSecret manifest(s): YAML or JSON, several documents allowed. Default: stdin.
     #[arg(short = 'f', long = "sealed-secret-file", value_name = "FILE")]
@@ -29,6 +30,11 @@ pub struct Args {
         conflicts_with = "keys"
     )]
     keysets: Vec<String>,
+
+    /// Namespace for SealedSecrets that do not name one (the controller uses the namespace
+    /// they are applied to).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
 
     /// Output format.
     #[arg(short = 'o', long = "format", value_enum, default_value_t = Format::Yaml)]
@@ -51,6 +57,24 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
     }
     for doc in &docs {
         let sealed = match SealedSecret::from_document(doc) {
+            Ok(mut sealed) if sealed.metadata.namespace.is_empty() => match &args.namespace {
+                Some(namespace) => {
+                    sealed.metadata.namespace = namespace.clone();
+                    sealed
+                }
+                None if sealed.scope() == kvseal::format::Scope::ClusterWide => sealed,
+                None => {
+                    eprintln!(
+                        "error: {source}: document {} (line {}), SealedSecret {}: it has no namespace, and its {} scope label needs one; pass -n NAMESPACE",
+                        doc.index,
+                        doc.line,
+                        sealed.metadata.name,
+                        sealed.scope()
+                    );
+                    failures += 1;
+                    continue;
+                }
+            },
             Ok(sealed) => sealed,
             Err(e) => {
                 eprintln!("error: {source}: {e}");
@@ -87,9 +111,11 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
             Some(list.to_json())
         }
         (format, _) => {
-            let mut all = String::new();
-            for secret in &secrets {
-                all.push_str(render_node(secret, format).expose());
+            let rendered: Vec<_> = secrets.iter().map(|s| render_node(s, format)).collect();
+            // Sized once, so that no reallocation leaves a copy of the plaintext behind.
+            let mut all = String::with_capacity(rendered.iter().map(|r| r.expose().len()).sum());
+            for r in &rendered {
+                all.push_str(r.expose());
             }
             Some(kvseal::secret::SecretString::new(all))
         }

@@ -1,6 +1,8 @@
 //! Sealing and opening one value.
 
-use aws_lc_rs::aead::{AES_128_GCM, AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::{
+    AES_128_GCM, AES_192_GCM, AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey,
+};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
 use base64::Engine as _;
@@ -114,7 +116,9 @@ impl SessionKey {
 
     fn aead_key(&self) -> Result<LessSafeKey, FormatError> {
         let algorithm = match self.0.len() {
+            // kvseal makes 32-byte keys; Go's aes.NewCipher also takes 16 and 24.
             16 => &AES_128_GCM,
+            24 => &AES_192_GCM,
             32 => &AES_256_GCM,
             _ => return Err(FormatError::WrongKeyOrLabel),
         };
@@ -191,14 +195,21 @@ pub fn seal(
         .len();
     debug_assert_eq!(written, rsa_len);
 
+    // Encrypt in place inside `out`, whose capacity was reserved above, so that no
+    // reallocation leaves a plaintext copy behind in freed memory.
     let aes_start = out.len();
     out.extend_from_slice(plaintext);
-    let mut aes_part = out.split_off(aes_start);
-    session_key
-        .aead_key()?
-        .seal_in_place_append_tag(zero_nonce(), Aad::empty(), &mut aes_part)
-        .map_err(|_| FormatError::Encrypt)?;
-    out.extend_from_slice(&aes_part);
+    let tag = session_key.aead_key().and_then(|key| {
+        key.seal_in_place_separate_tag(zero_nonce(), Aad::empty(), &mut out[aes_start..])
+            .map_err(|_| FormatError::Encrypt)
+    });
+    match tag {
+        Ok(tag) => out.extend_from_slice(tag.as_ref()),
+        Err(e) => {
+            zeroize::Zeroize::zeroize(&mut out);
+            return Err(e);
+        }
+    }
     Ok(out)
 }
 
@@ -263,11 +274,15 @@ pub fn encode_base64(bytes: &[u8]) -> String {
 
 /// Decodes a stored value as the controller does (Go's `StdEncoding`, which skips line breaks).
 pub fn decode_base64(text: &str) -> Result<Vec<u8>, FormatError> {
-    let decode = |t: &str| GO_STD_BASE64.decode(t);
     let result = if text.contains(['\n', '\r']) {
-        decode(&text.replace(['\n', '\r'], ""))
+        let compact: zeroize::Zeroizing<Vec<u8>> = zeroize::Zeroizing::new(
+            text.bytes()
+                .filter(|b| !matches!(b, b'\n' | b'\r'))
+                .collect(),
+        );
+        GO_STD_BASE64.decode(compact.as_slice())
     } else {
-        decode(text)
+        GO_STD_BASE64.decode(text)
     };
     result.map_err(|e| {
         // Report the first byte outside the alphabet, as Go's decoder does, so that the
@@ -288,10 +303,8 @@ pub fn decode_base64(text: &str) -> Result<Vec<u8>, FormatError> {
 fn describe_base64_error(error: base64::DecodeError) -> String {
     use base64::DecodeError as E;
     match error {
-        E::InvalidByte(offset, byte) if byte.is_ascii_graphic() => {
-            format!("illegal character {:?} at byte {offset}", char::from(byte))
-        }
-        E::InvalidByte(offset, byte) => format!("illegal byte 0x{byte:02x} at byte {offset}"),
+        // The offset only: the character itself may be part of a secret.
+        E::InvalidByte(offset, _) => format!("illegal character at input byte {offset}"),
         E::InvalidLength(len) => format!("{len} symbols is not a whole number of base64 groups"),
         E::InvalidLastSymbol { offset, .. } => format!("impossible final symbol at byte {offset}"),
         E::InvalidPadding => "missing or misplaced '=' padding".to_owned(),

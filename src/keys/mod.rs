@@ -254,15 +254,21 @@ impl PrivateKey {
     /// Reads the first private key in PEM text, as Go's `keyutil.ParsePrivateKeyPEM`
     /// does: PKCS#1 or PKCS#8 blocks count, other blocks (certificates) are skipped.
     pub fn from_pem(text: &[u8]) -> Result<Self, KeyError> {
+        let mut first_error = None;
         for block in pem_blocks(text) {
             let Ok(block) = block else { continue };
-            match block.label.as_str() {
-                "RSA PRIVATE KEY" => return Self::from_pkcs1_der(block.der.expose()),
-                "PRIVATE KEY" => return Self::from_pkcs8_der(block.der),
-                _ => {}
+            let parsed = match block.label.as_str() {
+                "RSA PRIVATE KEY" => Self::from_pkcs1_der(block.der.expose()),
+                "PRIVATE KEY" => Self::from_pkcs8_der(block.der),
+                _ => continue,
+            };
+            // Like Go, an unusable key block is skipped in favour of a later one.
+            match parsed {
+                Ok(key) => return Ok(key),
+                Err(e) => first_error = first_error.or(Some(e)),
             }
         }
-        Err(KeyError::NoPrivateKey)
+        Err(first_error.unwrap_or(KeyError::NoPrivateKey))
     }
 
     /// The key as PKCS#8 PEM, for writing to a store.

@@ -4,8 +4,8 @@ use std::fmt;
 
 use serde::Deserialize;
 
-/// One document of a stream.
-#[derive(Clone, Debug)]
+/// One document of a stream. Its `Debug` leaves the text out: it may be a plaintext Secret.
+#[derive(Clone)]
 pub struct Document<'a> {
     /// Zero-based position among the non-empty documents of the stream.
     pub index: usize,
@@ -17,6 +17,16 @@ pub struct Document<'a> {
     pub text_line: usize,
     /// Whether the document is JSON rather than YAML.
     pub is_json: bool,
+}
+
+impl fmt::Debug for Document<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Document")
+            .field("index", &self.index)
+            .field("line", &self.line)
+            .field("is_json", &self.is_json)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A document that does not parse as the type asked for.
@@ -58,6 +68,12 @@ pub(crate) struct TypeMeta {
     pub api_version: String,
     #[serde(default, deserialize_with = "super::null_as_default")]
     pub kind: String,
+    #[serde(default, rename = "spec", deserialize_with = "is_present")]
+    pub has_spec: bool,
+}
+
+fn is_present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 impl Document<'_> {
@@ -67,17 +83,15 @@ impl Document<'_> {
         let absolute = |line: usize| line + self.text_line - 1;
         let result = if self.is_json {
             serde_json::from_str(self.text).map_err(|e| {
-                let message = e.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                format!(
-                    "line {}, column {}: {message}",
-                    absolute(e.line()),
-                    e.column()
-                )
+                // serde_json quotes offending values, which may be secrets: say only what
+                // kind of problem it is, and where.
+                let what = match e.classify() {
+                    serde_json::error::Category::Syntax => "invalid JSON syntax",
+                    serde_json::error::Category::Eof => "the JSON ends early",
+                    serde_json::error::Category::Data => "a field is missing or has the wrong type",
+                    serde_json::error::Category::Io => "the JSON could not be read",
+                };
+                format!("line {}, column {}: {what}", absolute(e.line()), e.column())
             })
         } else {
             serde_saphyr::from_str(self.text).map_err(|e| {

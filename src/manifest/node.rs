@@ -65,9 +65,26 @@ impl Node {
         )
     }
 
+    /// An upper bound, in practice, on the rendered size, so that output buffers are
+    /// allocated once: growing a buffer would leave a copy of unsealed values behind.
+    fn capacity_hint(&self) -> usize {
+        match self {
+            Node::Map(entries) => {
+                entries
+                    .iter()
+                    .map(|(k, v)| 2 * k.len() + 16 + v.capacity_hint())
+                    .sum::<usize>()
+                    + 16
+            }
+            Node::Seq(items) => items.iter().map(|i| i.capacity_hint() + 16).sum::<usize>() + 16,
+            Node::Str(s) => 2 * s.len() + 16,
+            Node::Bool(_) => 8,
+        }
+    }
+
     /// Renders as Go's `json.MarshalIndent(v, "", "  ")` followed by a newline.
     pub fn to_json(&self) -> SecretString {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.capacity_hint());
         write_json(self, 0, &mut out);
         out.push('\n');
         SecretString::new(out)
@@ -75,7 +92,7 @@ impl Node {
 
     /// Renders as `sigs.k8s.io/yaml` does: keys sorted, two-space indent, block style.
     pub fn to_yaml(&self) -> SecretString {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.capacity_hint());
         match self {
             Node::Map(entries) if !entries.is_empty() => write_yaml_map(entries, 0, &mut out),
             Node::Seq(items) if !items.is_empty() => write_yaml_seq(items, 0, &mut out),
@@ -155,9 +172,18 @@ fn write_json_string(s: &str, out: &mut String) {
 // ---------------------------------------------------------------------------------------
 // YAML
 
+/// Sorts with go-yaml's comparator by insertion, which never panics even though that
+/// comparator is not a total order for some digit-heavy keys (Rust's `sort_by` may panic
+/// on such comparators), and which matches Go's result for maps of up to 12 keys exactly.
 fn sorted(entries: &[(String, Node)]) -> Vec<&(String, Node)> {
     let mut sorted: Vec<_> = entries.iter().collect();
-    sorted.sort_by(|a, b| go_yaml_key_order(&a.0, &b.0));
+    for i in 1..sorted.len() {
+        let mut j = i;
+        while j > 0 && go_yaml_key_order(&sorted[j].0, &sorted[j - 1].0) == Ordering::Less {
+            sorted.swap(j, j - 1);
+            j -= 1;
+        }
+    }
     sorted
 }
 
@@ -355,7 +381,7 @@ fn resolves_to_non_string(s: &str) -> bool {
         "", "~", "null", "Null", "NULL", "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO",
         "true", "True", "TRUE", "false", "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
         ".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf",
-        "-.Inf", "-.INF", "<<",
+        "-.Inf", "-.INF",
     ];
     if SPECIAL.contains(&s) {
         return true;
@@ -366,7 +392,9 @@ fn resolves_to_non_string(s: &str) -> bool {
     if !(first.is_ascii_digit() || matches!(first, '+' | '-' | '.')) {
         return false;
     }
-    is_go_int(s) || is_yaml_float(s) || is_base60_float(s) || is_timestamp(s)
+    // go-yaml drops every underscore before trying numbers.
+    let plain = s.replace('_', "");
+    is_go_int(&plain) || is_yaml_float(&plain) || is_base60_float(s) || is_timestamp(s)
 }
 
 fn is_go_int(s: &str) -> bool {
@@ -459,18 +487,71 @@ fn is_base60_float(s: &str) -> bool {
         })
 }
 
+/// go-yaml v2's `parseTimestamp`: four digits and a dash, then the whole string must match
+/// one of `2006-1-2T15:4:5.999999999Z07:00` (also with `t`), `2006-1-2 15:4:5.999999999`
+/// or `2006-1-2`.
 fn is_timestamp(s: &str) -> bool {
-    // go-yaml v2 accepts "2006-1-2" and RFC 3339 variants; a leading YYYY-M-D is enough
-    // to force quoting in practice.
+    fn number(s: &[u8], at: &mut usize, min: usize, max: usize) -> Option<u32> {
+        let start = *at;
+        while *at < s.len() && *at - start < max && s[*at].is_ascii_digit() {
+            *at += 1;
+        }
+        let digits = &s[start..*at];
+        (digits.len() >= min).then(|| {
+            digits
+                .iter()
+                .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+        })
+    }
+    fn expect(s: &[u8], at: &mut usize, byte: u8) -> Option<()> {
+        (s.get(*at) == Some(&byte)).then(|| *at += 1)
+    }
     let b = s.as_bytes();
-    b.len() >= 8
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && time::Date::parse(
-            s.get(..10).unwrap_or(s),
-            time::macros::format_description!("[year]-[month]-[day]"),
-        )
-        .is_ok()
+    let parse = || -> Option<()> {
+        let mut at = 0;
+        let year = number(b, &mut at, 4, 4)?;
+        expect(b, &mut at, b'-')?;
+        let month = number(b, &mut at, 1, 2)?;
+        expect(b, &mut at, b'-')?;
+        let day = number(b, &mut at, 1, 2)?;
+        let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(day).ok()?)
+            .ok()?;
+        let Some(&separator) = b.get(at) else {
+            return Some(());
+        };
+        if !matches!(separator, b'T' | b't' | b' ') {
+            return None;
+        }
+        at += 1;
+        let hour = number(b, &mut at, 1, 2)?;
+        expect(b, &mut at, b':')?;
+        let minute = number(b, &mut at, 1, 2)?;
+        expect(b, &mut at, b':')?;
+        let second = number(b, &mut at, 1, 2)?;
+        if hour > 23 || minute > 59 || second > 59 {
+            return None;
+        }
+        if b.get(at) == Some(&b'.') {
+            at += 1;
+            number(b, &mut at, 1, 9)?;
+        }
+        if separator == b' ' {
+            return (at == b.len()).then_some(());
+        }
+        match b.get(at) {
+            Some(b'Z') => at += 1,
+            Some(b'+' | b'-') => {
+                at += 1;
+                number(b, &mut at, 2, 2)?;
+                expect(b, &mut at, b':')?;
+                number(b, &mut at, 2, 2)?;
+            }
+            _ => return None,
+        }
+        (at == b.len()).then_some(())
+    };
+    parse().is_some()
 }
 
 fn choose_style(s: &str, simple_key: bool) -> Style {
@@ -494,63 +575,119 @@ fn choose_style(s: &str, simple_key: bool) -> Style {
     style
 }
 
+/// go-yaml's `best_width`: past this column, a space in a scalar becomes a line break.
+const BEST_WIDTH: usize = 80;
+
+fn current_column(out: &str) -> usize {
+    out.rsplit('\n')
+        .next()
+        .map_or(0, |line| line.chars().count())
+}
+
+/// Breaks the line as go-yaml's `yaml_emitter_write_indent` does.
+fn break_line(indent: usize, out: &mut String, column: &mut usize) {
+    out.push('\n');
+    out.extend(std::iter::repeat_n(' ', indent));
+    *column = indent;
+}
+
+/// Writes a scalar in the style go-yaml would choose, folding long lines at spaces as it
+/// does (never in keys). `indent` is where continuation lines start.
 fn write_yaml_scalar(s: &str, indent: usize, simple_key: bool, out: &mut String) {
-    match choose_style(s, simple_key) {
-        Style::Plain => out.push_str(s),
-        Style::SingleQuoted => {
-            out.push('\'');
-            out.push_str(&s.replace('\'', "''"));
-            out.push('\'');
+    let style = choose_style(s, simple_key);
+    if style == Style::Literal {
+        return write_yaml_literal(s, indent, out);
+    }
+    let allow_breaks = !simple_key;
+    let mut column = current_column(out);
+    let chars: Vec<char> = s.chars().collect();
+    let last = chars.len().saturating_sub(1);
+    let quote = match style {
+        Style::SingleQuoted => Some('\''),
+        Style::DoubleQuoted => Some('"'),
+        _ => None,
+    };
+    if let Some(q) = quote {
+        out.push(q);
+        column += 1;
+    }
+    let mut spaces = false;
+    for (i, &c) in chars.iter().enumerate() {
+        if c == ' ' {
+            let next_is_space = chars.get(i + 1) == Some(&' ');
+            let may_break = allow_breaks && !spaces && column > BEST_WIDTH;
+            let breaks = match style {
+                Style::Plain => may_break && !next_is_space,
+                Style::SingleQuoted => may_break && i != 0 && i != last && !next_is_space,
+                _ => may_break && i != 0 && i != last,
+            };
+            if breaks {
+                break_line(indent, out, &mut column);
+                if style == Style::DoubleQuoted && next_is_space {
+                    out.push('\\');
+                    column += 1;
+                }
+            } else {
+                out.push(' ');
+                column += 1;
+            }
+            spaces = true;
+            continue;
         }
-        Style::DoubleQuoted => write_yaml_double_quoted(s, out),
-        Style::Literal => write_yaml_literal(s, indent, out),
+        let before = out.len();
+        match style {
+            Style::DoubleQuoted => write_yaml_double_quoted_char(c, out),
+            Style::SingleQuoted if c == '\'' => out.push_str("''"),
+            _ => out.push(c),
+        }
+        column += out[before..].chars().count();
+        spaces = false;
+    }
+    if let Some(q) = quote {
+        out.push(q);
     }
 }
 
-fn write_yaml_double_quoted(s: &str, out: &mut String) {
-    out.push('"');
-    for c in s.chars() {
-        let needs_escape =
-            !is_yaml_printable(c) || c == '\u{feff}' || is_yaml_break(c) || c == '"' || c == '\\';
-        if !needs_escape {
-            out.push(c);
-            continue;
+fn write_yaml_double_quoted_char(c: char, out: &mut String) {
+    let needs_escape =
+        !is_yaml_printable(c) || c == '\u{feff}' || is_yaml_break(c) || c == '"' || c == '\\';
+    if !needs_escape {
+        out.push(c);
+        return;
+    }
+    let short = match c {
+        '\0' => Some('0'),
+        '\u{7}' => Some('a'),
+        '\u{8}' => Some('b'),
+        '\t' => Some('t'),
+        '\n' => Some('n'),
+        '\u{b}' => Some('v'),
+        '\u{c}' => Some('f'),
+        '\r' => Some('r'),
+        '\u{1b}' => Some('e'),
+        '"' => Some('"'),
+        '\\' => Some('\\'),
+        '\u{85}' => Some('N'),
+        '\u{2028}' => Some('L'),
+        '\u{2029}' => Some('P'),
+        _ => None,
+    };
+    match short {
+        Some(letter) => {
+            out.push('\\');
+            out.push(letter);
         }
-        let short = match c {
-            '\0' => Some('0'),
-            '\u{7}' => Some('a'),
-            '\u{8}' => Some('b'),
-            '\t' => Some('t'),
-            '\n' => Some('n'),
-            '\u{b}' => Some('v'),
-            '\u{c}' => Some('f'),
-            '\r' => Some('r'),
-            '\u{1b}' => Some('e'),
-            '"' => Some('"'),
-            '\\' => Some('\\'),
-            '\u{85}' => Some('N'),
-            '\u{2028}' => Some('L'),
-            '\u{2029}' => Some('P'),
-            _ => None,
-        };
-        match short {
-            Some(letter) => {
-                out.push('\\');
-                out.push(letter);
-            }
-            None => {
-                let v = u32::from(c);
-                if v <= 0xff {
-                    out.push_str(&format!("\\x{v:02X}"));
-                } else if v <= 0xffff {
-                    out.push_str(&format!("\\u{v:04X}"));
-                } else {
-                    out.push_str(&format!("\\U{v:08X}"));
-                }
+        None => {
+            let v = u32::from(c);
+            if v <= 0xff {
+                out.push_str(&format!("\\x{v:02X}"));
+            } else if v <= 0xffff {
+                out.push_str(&format!("\\u{v:04X}"));
+            } else {
+                out.push_str(&format!("\\U{v:08X}"));
             }
         }
     }
-    out.push('"');
 }
 
 fn write_yaml_literal(s: &str, indent: usize, out: &mut String) {
@@ -657,6 +794,12 @@ mod tests {
             ("AgB+/x==", "AgB+/x=="),
             ("tab\there", "\"tab\\there\""),
             ("2024-01-02", "\"2024-01-02\""),
+            ("2024-1-2", "\"2024-1-2\""),
+            ("2024-01-02T10:00:00Z", "\"2024-01-02T10:00:00Z\""),
+            ("2024-01-02-backup", "2024-01-02-backup"),
+            ("2024-02-30", "2024-02-30"),
+            ("1_000", "\"1_000\""),
+            ("<<", "<<"),
             ("12:30", "\"12:30\""),
             ("ümlaut", "ümlaut"),
             ("key 🔑", "\"key \\U0001F511\""),
@@ -667,6 +810,46 @@ mod tests {
             n.insert("k", Node::str(input));
             assert_eq!(yaml(&n), format!("k: {want}\n"), "input {input:?}");
         }
+    }
+
+    #[test]
+    fn long_scalars_wrap_at_column_80_like_go_yaml() {
+        let words = "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut labore";
+        let mut n = Node::map();
+        n.insert("description", Node::str(words));
+        assert_eq!(
+            yaml(&n),
+            // "eiusmod" ends at column 82: the first space past column 80 breaks the line.
+            "description: lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod\n  tempor incididunt ut labore\n"
+        );
+        let mut quoted = Node::map();
+        quoted.insert("k", Node::str(&format!("{words}:")));
+        let out = yaml(&quoted);
+        assert_eq!(
+            out,
+            format!("k: '{}\n  ut labore:'\n", &words[..words.len() - 10])
+        );
+        // Keys never wrap.
+        let mut key = Node::map();
+        key.insert(words, Node::str("v"));
+        assert_eq!(yaml(&key), format!("{words}: v\n"));
+    }
+
+    #[test]
+    fn sorting_never_panics_on_go_yamls_cyclic_orders() {
+        let mut n = Node::map();
+        for i in 0..64 {
+            for k in [
+                format!("0a{i}"),
+                format!("1{i}"),
+                format!("01{i}"),
+                format!("{i}x0"),
+                format!("0{i}"),
+            ] {
+                n.insert(&k, Node::str("v"));
+            }
+        }
+        assert!(yaml(&n).lines().count() >= 64);
     }
 
     #[test]

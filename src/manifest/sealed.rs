@@ -151,8 +151,8 @@ impl SealedSecret {
         if sealed.metadata.name.is_empty() {
             return Err(doc.error("the SealedSecret has no metadata.name"));
         }
-        if sealed.spec.encrypted_data.is_empty() && sealed.spec.data.is_none() {
-            return Err(doc.error("the SealedSecret has neither spec.encryptedData nor spec.data"));
+        if !type_meta.has_spec {
+            return Err(doc.error("the SealedSecret has no spec"));
         }
         Ok(sealed)
     }
@@ -470,12 +470,14 @@ impl UnsealedSecret {
         root.insert("apiVersion", Node::str("v1"));
         root.insert("metadata", metadata);
         root.insert_some("immutable", self.immutable.map(Node::Bool));
-        let data = self
-            .data
-            .iter()
-            .map(|(k, v)| (k.clone(), Node::Str(format::encode_base64(v.expose()))))
-            .collect();
-        root.insert("data", Node::Map(data));
+        if !self.data.is_empty() {
+            let data = self
+                .data
+                .iter()
+                .map(|(k, v)| (k.clone(), Node::Str(format::encode_base64(v.expose()))))
+                .collect();
+            root.insert("data", Node::Map(data));
+        }
         root.insert_some("type", self.secret_type.as_deref().map(Node::str));
         root
     }
@@ -487,7 +489,7 @@ pub fn render_node(node: &Node, format: OutputFormat) -> crate::secret::SecretSt
         OutputFormat::Json => node.to_json(),
         OutputFormat::Yaml => {
             let yaml = node.to_yaml();
-            let mut out = String::with_capacity(yaml.expose().len() + 4);
+            let mut out = String::with_capacity(yaml.expose().len() + 4); // exact: never regrows
             out.push_str("---\n");
             out.push_str(yaml.expose());
             crate::secret::SecretString::new(out)
