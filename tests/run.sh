@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs the independent interop peers (PyPI and npm packages, pinned
-# in tests/interop/) into target/, then runs every test. Safe to run again; installs are
+# in tests/interop/) into target/, builds the Go peer, then runs every test. Safe to run again; installs are
 # skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ if [ ! -d tests/interop/node_modules/@linode/kubeseal-encrypt ]; then
   npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
 fi
 command -v openssl >/dev/null || { echo "tests need the openssl command line: apt-get install openssl" >&2; exit 1; }
+command -v go >/dev/null || { echo "tests need Go for tests/interop/gocheck: apt-get install golang-go" >&2; exit 1; }
+mkdir -p target
+GO111MODULE=off go build -o target/gocheck ./tests/interop/gocheck/main.go
 
 export KVSEAL_INTEROP_PYTHON="$PWD/$venv/bin/python"
 cargo test --lib --bins --tests "$@"
