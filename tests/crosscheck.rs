@@ -144,3 +144,39 @@ fn sealed_secret_documents_open_under_the_label_their_own_metadata_implies() {
         assert_eq!(unsealed.data["user"].expose(), b"admin");
     }
 }
+
+#[test]
+fn deprecated_whole_secret_format_and_template_data() {
+    let (key, _) = keys().remove(1);
+    let public = common::oracle_public_key(key.public_key().spki_der());
+
+    // The deprecated format: the whole Secret as JSON, sealed as one value in spec.data.
+    let inner = br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db","namespace":"shop","labels":{"a":"b"}},"data":{"user":"YWRtaW4="},"type":"Opaque"}"#;
+    let whole = common::oracle_seal(&public, inner, b"shop/db");
+    let doc = format!(
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  data: {}\n",
+        format::encode_base64(&whole)
+    );
+    let sealed = SealedSecret::from_document(&split_documents(&doc)[0]).unwrap();
+    let secret = sealed.unseal(std::slice::from_ref(&key)).unwrap();
+    assert_eq!(secret.data["user"].expose(), b"admin");
+    assert_eq!(secret.metadata.labels["a"], "b");
+    assert_eq!(secret.secret_type.as_deref(), Some("Opaque"));
+
+    // Template data: literals are copied, Go templates are reported and left out.
+    let user = common::oracle_seal(&public, b"admin", b"shop/db");
+    let doc = format!(
+        "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: shop\nspec:\n  encryptedData:\n    user: {}\n  template:\n    data:\n      literal: plain\n      dsn: 'postgres://{{{{ .user }}}}@db'\n",
+        format::encode_base64(&user)
+    );
+    let sealed = SealedSecret::from_document(&split_documents(&doc)[0]).unwrap();
+    let secret = sealed.unseal(std::slice::from_ref(&key)).unwrap();
+    assert_eq!(secret.data["literal"].expose(), b"plain");
+    assert!(!secret.data.contains_key("dsn"));
+    assert!(
+        secret
+            .warnings
+            .iter()
+            .any(|w| w.contains("spec.template.data.dsn") && w.contains("not render"))
+    );
+}
