@@ -10,6 +10,7 @@ use std::time::Duration;
 use globset::{GlobSet, GlobSetBuilder};
 use serde::Deserialize;
 
+use crate::scan::{Code, Severity};
 use crate::store::{StoreError, StoreSpec};
 
 /// The file name kvseal looks for.
@@ -71,6 +72,18 @@ pub struct RawConfig {
     /// Clusters by name.
     #[serde(default)]
     pub clusters: BTreeMap<String, RawCluster>,
+    /// Scanner settings.
+    #[serde(default)]
+    pub scan: RawScan,
+}
+
+/// `[scan]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScan {
+    /// Severity per finding code, e.g. `stale-key = "error"`.
+    #[serde(default)]
+    pub severity: BTreeMap<String, String>,
 }
 
 /// A key set as written.
@@ -168,6 +181,8 @@ pub struct Config {
     pub clusters: BTreeMap<String, ClusterConfig>,
     /// Shared path patterns as written.
     pub shared_paths: Vec<String>,
+    /// Scanner severities that differ from the defaults.
+    pub severity_overrides: BTreeMap<Code, Severity>,
     shared_set: GlobSet,
 }
 
@@ -328,6 +343,20 @@ impl RawConfig {
                 },
             );
         }
+        let mut severity_overrides = BTreeMap::new();
+        for (code, severity) in &self.scan.severity {
+            let code: Code = code.parse().map_err(|e: String| {
+                let all: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+                invalid(format!(
+                    "[scan.severity]: {e}; the codes are {}",
+                    all.join(", ")
+                ))
+            })?;
+            let severity: Severity = severity
+                .parse()
+                .map_err(|e: String| invalid(format!("[scan.severity] {code}: {e}")))?;
+            severity_overrides.insert(code, severity);
+        }
         let shared_set =
             glob_set(&self.shared_paths).map_err(|e| invalid(format!("shared_paths: {e}")))?;
 
@@ -339,6 +368,7 @@ impl RawConfig {
             keysets,
             clusters,
             shared_paths: self.shared_paths,
+            severity_overrides,
             shared_set,
         })
     }

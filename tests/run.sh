@@ -14,8 +14,10 @@ if [ ! -f "$stamp" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps -r tests/interop/requirements-nodeps.txt
   touch "$stamp"
 fi
-if [ ! -d tests/interop/node_modules/@linode/kubeseal-encrypt ]; then
+npm_stamp="tests/interop/node_modules/.installed-$(sha256sum tests/interop/package-lock.json | cut -c1-16)"
+if [ ! -f "$npm_stamp" ]; then
   npm ci --prefix tests/interop --no-audit --no-fund --loglevel=error
+  touch "$npm_stamp"
 fi
 command -v openssl >/dev/null || { echo "tests need the openssl command line: apt-get install openssl" >&2; exit 1; }
 command -v go >/dev/null || { echo "tests need Go for tests/interop/gocheck: apt-get install golang-go" >&2; exit 1; }

@@ -2,6 +2,7 @@
 
 mod io;
 mod keys;
+mod scan;
 mod seal;
 mod unseal;
 
@@ -32,6 +33,8 @@ enum Command {
     Seal(seal::Args),
     /// Decrypt SealedSecrets with private keys and print the Secrets the controller would create.
     Unseal(unseal::Args),
+    /// Find SealedSecrets that their clusters cannot decrypt, and plaintext Secrets.
+    Scan(scan::Args),
     /// Generate, list and export key generations.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal(args) => seal::run(args, &config),
         Command::Unseal(args) => unseal::run(args, &config),
         Command::Keys(command) => keys::run(command, &config),
+        Command::Scan(args) => scan::run(args, &config),
     }
 }
 
@@ -79,6 +83,11 @@ impl ConfigSource {
                 Ok(Config::discover(&cwd)?)
             }
         }
+    }
+
+    /// Whether `--config` was given.
+    pub fn is_explicit(&self) -> bool {
+        self.0.is_some()
     }
 
     /// Loads the configuration if one was given or can be found.

@@ -91,6 +91,9 @@ pub enum FormatError {
         "RSA-OAEP encryption failed: the certificate's key cannot seal (is it RSA, 2048 bits or more?)"
     )]
     Encrypt,
+    /// The raw RSA operation is not available for this key.
+    #[error("the raw RSA operation is not available for this key")]
+    RawUnavailable,
     /// The RSA part is longer than the 16-bit length prefix can express.
     #[error("the RSA ciphertext is {0} bytes, longer than a 2-byte length prefix allows")]
     KeyTooLarge(usize),
@@ -228,6 +231,7 @@ pub fn unwrap_session_key(
             key_len,
         });
     }
+    crate::keys::count_private_operation();
     let mut buffer = SecretBytes::new(vec![0u8; oaep.min_output_size()]);
     let len = oaep
         .decrypt(
@@ -239,6 +243,85 @@ pub fn unwrap_session_key(
         .map_err(|_| FormatError::WrongKeyOrLabel)?
         .len();
     Ok(SessionKey(SecretBytes::copy_from(&buffer.expose()[..len])))
+}
+
+/// A session key recovered without knowing the label, and the hash of the label it was
+/// sealed under.
+pub struct Unwrapped {
+    /// SHA-256 of the OAEP label the value was sealed under.
+    pub label_hash: [u8; 32],
+    /// The session key.
+    pub session_key: SessionKey,
+}
+
+/// SHA-256 of an OAEP label, to compare with [`Unwrapped::label_hash`].
+pub fn label_hash(label: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, label).as_ref());
+    out
+}
+
+/// One private-key operation that tells whether `private_key` sealed this RSA part, and if
+/// so under which label (by its hash): the raw RSA result decoded as OAEP-SHA-256 (RFC 8017
+/// §7.1.2) without the label check. For the scanner, which would otherwise need one
+/// operation per candidate label; an OAEP structure that parses by chance under a wrong key
+/// is caught by the AES-GCM tag.
+pub fn unwrap_any_label(
+    private_key: &PrivateKey,
+    rsa_ciphertext: &[u8],
+) -> Result<Unwrapped, FormatError> {
+    const H: usize = 32;
+    let key_len = private_key.oaep().key_size_bytes();
+    if rsa_ciphertext.len() != key_len {
+        return Err(FormatError::KeySizeMismatch {
+            rsa_len: rsa_ciphertext.len(),
+            key_bits: private_key.oaep().key_size_bits(),
+            key_len,
+        });
+    }
+    let em = private_key
+        .decrypt_raw(rsa_ciphertext)
+        .ok_or(FormatError::RawUnavailable)?;
+    let em = em.expose();
+    if em.len() < 2 * H + 2 {
+        return Err(FormatError::WrongKeyOrLabel);
+    }
+    let (masked_seed, masked_db) = em[1..].split_at(H);
+    let mut seed = SecretBytes::copy_from(masked_seed);
+    mgf1_xor(masked_db, seed.expose_mut());
+    let mut db = SecretBytes::copy_from(masked_db);
+    mgf1_xor(seed.expose(), db.expose_mut());
+    let db = db.expose();
+    let after_hash = &db[H..];
+    let separator = after_hash.iter().position(|&b| b != 0);
+    match separator {
+        Some(i) if em[0] == 0 && after_hash[i] == 1 => {
+            let message = &after_hash[i + 1..];
+            if !matches!(message.len(), 16 | 24 | 32) {
+                return Err(FormatError::WrongKeyOrLabel);
+            }
+            let mut label_hash = [0u8; H];
+            label_hash.copy_from_slice(&db[..H]);
+            Ok(Unwrapped {
+                label_hash,
+                session_key: SessionKey(SecretBytes::copy_from(message)),
+            })
+        }
+        _ => Err(FormatError::WrongKeyOrLabel),
+    }
+}
+
+/// XORs MGF1-SHA-256(seed) into `out`.
+fn mgf1_xor(seed: &[u8], out: &mut [u8]) {
+    for (counter, chunk) in out.chunks_mut(32).enumerate() {
+        let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        context.update(seed);
+        context.update(&u32::try_from(counter).unwrap_or(u32::MAX).to_be_bytes());
+        let mask = context.finish();
+        for (byte, m) in chunk.iter_mut().zip(mask.as_ref()) {
+            *byte ^= m;
+        }
+    }
 }
 
 /// Decrypts and authenticates an envelope's AES-GCM part.

@@ -18,7 +18,7 @@ mod hybrid;
 mod scope;
 
 pub use hybrid::{
-    Envelope, FormatError, SESSION_KEY_LEN, SessionKey, decode_base64, encode_base64, open,
-    open_with_session_key, seal, unwrap_session_key,
+    Envelope, FormatError, SESSION_KEY_LEN, SessionKey, Unwrapped, decode_base64, encode_base64,
+    label_hash, open, open_with_session_key, seal, unwrap_any_label, unwrap_session_key,
 };
 pub use scope::{CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, ParseScopeError, Scope};

@@ -3,6 +3,7 @@
 mod backup;
 mod cert;
 mod pem;
+mod raw;
 
 use std::fmt;
 
@@ -19,6 +20,17 @@ use crate::secret::{SecretBytes, SecretString};
 pub use backup::read_private_keys;
 pub use cert::{Certificate, CertificateError, CertificateRequest};
 pub use pem::{PemBlock, pem_blocks, pem_encode};
+
+static PRIVATE_OPERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many RSA private-key operations this process has made (for benchmarks and reports).
+pub fn private_operations() -> u64 {
+    PRIVATE_OPERATIONS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(crate) fn count_private_operation() {
+    PRIVATE_OPERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Why key material could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +209,7 @@ impl fmt::Debug for PublicKey {
 /// An RSA private key that can unseal. It has no `Debug`: nothing prints it.
 pub struct PrivateKey {
     oaep: OaepPrivateDecryptingKey,
+    raw: Option<raw::RawRsaKey>,
     pkcs8_der: SecretBytes,
     public: PublicKey,
 }
@@ -231,8 +244,10 @@ impl PrivateKey {
         let public = PublicKey::from_encrypting_key(key.public_key())?;
         let oaep = OaepPrivateDecryptingKey::new(key)
             .map_err(|_| invalid("not usable for OAEP".into()))?;
+        let raw = raw::RawRsaKey::from_pkcs8_der(der.expose());
         Ok(Self {
             oaep,
+            raw,
             pkcs8_der: der,
             public,
         })
@@ -293,5 +308,12 @@ impl PrivateKey {
 
     pub(crate) fn oaep(&self) -> &OaepPrivateDecryptingKey {
         &self.oaep
+    }
+
+    /// The raw private operation (no padding); see `keys/raw.rs`. `None` when the
+    /// ciphertext does not fit this key.
+    pub(crate) fn decrypt_raw(&self, ciphertext: &[u8]) -> Option<SecretBytes> {
+        count_private_operation();
+        self.raw.as_ref()?.decrypt_raw(ciphertext)
     }
 }

@@ -1,0 +1,259 @@
+//! `kvseal scan`: find SealedSecrets that their clusters cannot decrypt, and plain Secrets.
+//! Exit status: 0 nothing at or above --fail-on, 1 findings at or above it, 2 could not run.
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use kvseal::config::Config;
+use kvseal::keys::read_private_keys;
+use kvseal::report::{self, ReportFormat};
+use kvseal::scan::{self, Keyring, ScanOptions, Severity};
+use time::OffsetDateTime;
+
+use super::ConfigSource;
+use super::io::{write_file, write_stdout};
+
+/// Exit status when the scan could not run.
+const EXIT_COULD_NOT_RUN: u8 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Sarif,
+    Github,
+    Azure,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FailOn {
+    Error,
+    Warning,
+    Note,
+}
+
+/// The command line.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Files or directories to scan (default: the current directory).
+    paths: Vec<PathBuf>,
+
+    /// Private key files to check against, in any shape `kvseal unseal --key` takes, instead
+    /// of the configured store. Repeatable and comma-separated.
+    #[arg(long = "key", value_delimiter = ',', value_name = "FILE")]
+    keys: Vec<PathBuf>,
+
+    /// Use only the committed public certificates (no private keys): results are unverified.
+    #[arg(long, conflicts_with = "keys")]
+    certs_only: bool,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+
+    /// Exit 1 when a finding at or above this severity is not suppressed.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    fail_on: FailOn,
+
+    /// Suppress the findings listed in this baseline file.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+
+    /// Write the current findings to this baseline file.
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<PathBuf>,
+
+    /// Scan only files changed since this git revision (for pull requests).
+    #[arg(long, value_name = "REV")]
+    since: Option<String>,
+
+    /// Write the report to this file instead of stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<ExitCode> {
+    match scan_and_report(args, config) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: the scan could not run: {e:#}");
+            Ok(ExitCode::from(EXIT_COULD_NOT_RUN))
+        }
+    }
+}
+
+fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode> {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let config = load_config(source, &paths)?;
+    let keyring = keyring(&args, config.as_ref())?;
+    let root = match &config {
+        Some(config) => config.base_dir.clone(),
+        None => std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let root = if root.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        root
+    };
+    let paths = match &args.since {
+        Some(rev) => changed_since(rev, &paths)?,
+        None => paths,
+    };
+    let baseline = match &args.baseline {
+        Some(path) => read_baseline(path)?,
+        None => Default::default(),
+    };
+    let options = ScanOptions {
+        config: config.as_ref(),
+        keyring: &keyring,
+        root,
+        now: OffsetDateTime::now_utc(),
+        baseline,
+    };
+    let report = scan::scan(&paths, &options);
+
+    if let Some(path) = &args.write_baseline {
+        let fingerprints: Vec<String> = report.findings.iter().map(|f| f.fingerprint()).collect();
+        let text = serde_json::to_string_pretty(
+            &serde_json::json!({"version": 1, "findings": fingerprints}),
+        )?;
+        write_file(path, &(text + "\n"))?;
+    }
+
+    let format = match args.format {
+        Format::Human => ReportFormat::Human,
+        Format::Json => ReportFormat::Json,
+        Format::Sarif => ReportFormat::Sarif,
+        Format::Github => ReportFormat::Github,
+        Format::Azure => ReportFormat::Azure,
+    };
+    let color = format == ReportFormat::Human
+        && args.output.is_none()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::io::stdout().is_terminal();
+    let text = report::render(&report, format, color);
+    match &args.output {
+        Some(path) => write_file(path, &text)?,
+        None => write_stdout(&text)?,
+    }
+    let fail_on = match args.fail_on {
+        FailOn::Error => Severity::Error,
+        FailOn::Warning => Severity::Warning,
+        FailOn::Note => Severity::Note,
+    };
+    Ok(if report.failing(fail_on).next().is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--config`, or kvseal.toml found upward from the first path scanned, or from here.
+fn load_config(source: &ConfigSource, paths: &[PathBuf]) -> anyhow::Result<Option<Config>> {
+    if source.is_explicit() {
+        return source.load().map(Some);
+    }
+    let start = paths.first().map(|p| {
+        if p.is_dir() {
+            p.clone()
+        } else {
+            p.parent().unwrap_or(Path::new(".")).to_path_buf()
+        }
+    });
+    let start = std::fs::canonicalize(start.unwrap_or_else(|| PathBuf::from(".")))
+        .context("cannot resolve the scan path")?;
+    match Config::discover(&start) {
+        Ok(config) => Ok(Some(config)),
+        Err(kvseal::config::ConfigError::NotFound(_)) => source.load_optional(),
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn keyring(args: &Args, config: Option<&Config>) -> anyhow::Result<Keyring> {
+    let mut keyring = Keyring::default();
+    if !args.keys.is_empty() {
+        for path in &args.keys {
+            let bytes = kvseal::secret::SecretBytes::new(
+                std::fs::read(path)
+                    .with_context(|| format!("cannot read key file {}", path.display()))?,
+            );
+            let keys = read_private_keys(bytes.expose())
+                .with_context(|| format!("key file {}", path.display()))?;
+            keyring.add_key_file(path, keys);
+        }
+        return Ok(keyring);
+    }
+    let Some(config) = config else {
+        bail!(
+            "no keys: pass --key FILE, or scan inside a repository whose kvseal.toml names a key store"
+        );
+    };
+    if !args.certs_only {
+        let store = config.store.open();
+        let from_store = Keyring::from_store(config, store.as_ref())?;
+        if from_store.has_private_keys() {
+            return Ok(from_store);
+        }
+        eprintln!(
+            "note: {} holds no private keys; scanning with the public certificates in {} (results are unverified)",
+            store.describe(),
+            config.cert_dir.display()
+        );
+    }
+    let public = Keyring::from_cert_dir(config).map_err(anyhow::Error::msg)?;
+    if public.keys.is_empty() {
+        bail!(
+            "no keys: the store holds no private keys and {} holds no certificates",
+            config.cert_dir.display()
+        );
+    }
+    Ok(public)
+}
+
+fn changed_since(rev: &str, paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let git = |args: &[&str]| -> anyhow::Result<String> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .output()
+            .context("cannot run git for --since")?;
+        if !out.status.success() {
+            bail!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let top = PathBuf::from(git(&["rev-parse", "--show-toplevel"])?.trim());
+    let changed = git(&["diff", "--name-only", "--diff-filter=ACMR", rev, "--"])?;
+    let scopes: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    Ok(changed
+        .lines()
+        .map(|line| top.join(line))
+        .filter(|p| p.is_file() && scopes.iter().any(|s| p.starts_with(s)))
+        .collect())
+}
+
+fn read_baseline(path: &Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read baseline {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("baseline {} is not kvseal baseline JSON", path.display()))?;
+    let list = value["findings"]
+        .as_array()
+        .with_context(|| format!("baseline {} has no findings list", path.display()))?;
+    Ok(list
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect())
+}

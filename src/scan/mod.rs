@@ -1,0 +1,130 @@
+//! The wrong-key scanner: walks a repository, finds every SealedSecret and every plain
+//! Secret with data, works out which clusters each file deploys to, and checks every
+//! encrypted field against the keys those clusters load. It returns findings; it never prints.
+
+mod check;
+mod diag;
+mod keyring;
+mod walk;
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+
+pub use diag::{Attribution, Code, Finding, Severity, Suppression};
+pub use keyring::{Keyring, KnownKey};
+pub use walk::find_manifest_files;
+
+/// Annotation that suppresses findings on one document: `"<code>: <reason>"`, several
+/// separated by `;`.
+pub const IGNORE_ANNOTATION: &str = "kvseal.dev/ignore";
+
+/// What to scan with.
+pub struct ScanOptions<'a> {
+    /// The configuration, when there is one (clusters, path patterns, severities).
+    pub config: Option<&'a Config>,
+    /// The keys.
+    pub keyring: &'a Keyring,
+    /// Paths are reported relative to this directory.
+    pub root: PathBuf,
+    /// The time staleness is measured against.
+    pub now: OffsetDateTime,
+    /// Fingerprints of findings to suppress (from a baseline file).
+    pub baseline: std::collections::BTreeSet<String>,
+}
+
+/// Which key opened one field: what `kvseal scan` reports even when nothing is wrong.
+#[derive(Clone, Debug)]
+pub struct FieldReport {
+    /// File, relative to the root.
+    pub file: String,
+    /// One-based line of the field.
+    pub line: usize,
+    /// `namespace/name`.
+    pub document: String,
+    /// The field.
+    pub field: String,
+    /// The key and label that opened it, if any.
+    pub attribution: Option<Attribution>,
+}
+
+/// The outcome of a scan.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Every finding, sorted by file and line; suppressed ones included and marked.
+    pub findings: Vec<Finding>,
+    /// Every encrypted field and what opened it.
+    pub fields: Vec<FieldReport>,
+    /// Files read.
+    pub files: usize,
+    /// SealedSecret documents checked.
+    pub sealed_secrets: usize,
+    /// Whether results are proven by decryption (false in public-certificate mode).
+    pub verified: bool,
+}
+
+impl ScanReport {
+    /// The findings that count (not suppressed) at or above `severity`.
+    pub fn failing(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(move |f| f.suppressed.is_none() && f.severity >= severity)
+    }
+}
+
+/// Scans files (or directories, walked with `.gitignore` respected) and returns what it found.
+/// A file that cannot be read or parsed is a finding; it never stops the scan.
+pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
+    let (files, walk_errors) = find_manifest_files(paths);
+    let results: Vec<check::FileResult> = files
+        .par_iter()
+        .map(|path| check::check_file(path, &display_path(path, &options.root), options))
+        .collect();
+
+    let mut report = ScanReport {
+        files: files.len(),
+        verified: options.keyring.has_private_keys(),
+        ..Default::default()
+    };
+    for (path, message) in walk_errors {
+        report.findings.push(check::file_error(
+            &display_path(&path, &options.root),
+            message,
+        ));
+    }
+    for result in results {
+        report.findings.extend(result.findings);
+        report.fields.extend(result.fields);
+        report.sealed_secrets += result.sealed_secrets;
+    }
+    for finding in &mut report.findings {
+        if let Some(severity) = options
+            .config
+            .and_then(|c| c.severity_overrides.get(&finding.code))
+        {
+            finding.severity = *severity;
+        }
+        if finding.suppressed.is_none() && options.baseline.contains(&finding.fingerprint()) {
+            finding.suppressed = Some(Suppression::Baseline);
+        }
+    }
+    report.findings.sort_by(|a, b| {
+        (&a.file, a.line, &a.field, a.code).cmp(&(&b.file, b.line, &b.field, b.code))
+    });
+    report
+        .fields
+        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    report
+}
+
+fn display_path(path: &Path, root: &Path) -> String {
+    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let (path_abs, root_abs) = (absolute(path), absolute(root));
+    match path_abs.strip_prefix(&root_abs) {
+        Ok(relative) => relative.display().to_string(),
+        Err(_) => path.display().to_string(),
+    }
+}
