@@ -22,6 +22,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod manifest;
 pub mod report;
+pub mod reseal;
 pub mod scan;
 pub mod secret;
 pub mod store;

@@ -74,6 +74,11 @@ fn keys_example_reports_the_planted_cases_and_nothing_else_in_every_format() {
         .collect();
     assert_eq!(findings(&report), expected);
     assert_eq!(report["verified"], true);
+    // One private-key operation per field, renamed and wrong-scope ones included.
+    assert_eq!(
+        report["summary"]["privateKeyOperations"],
+        report["summary"]["fields"]
+    );
     // Every other field is attributed to a key set its clusters load.
     let fields = report["fields"].as_array().unwrap();
     assert!(fields.len() >= 15);

@@ -2,6 +2,7 @@
 
 mod io;
 mod keys;
+mod reseal;
 mod scan;
 mod seal;
 mod unseal;
@@ -35,6 +36,8 @@ enum Command {
     Unseal(unseal::Args),
     /// Find SealedSecrets that their clusters cannot decrypt, and plaintext Secrets.
     Scan(scan::Args),
+    /// Re-encrypt SealedSecrets in place with each key set's active generation.
+    Reseal(reseal::Args),
     /// Generate, list and export key generations.
     #[command(subcommand)]
     Keys(keys::Command),
@@ -48,6 +51,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unseal(args) => unseal::run(args, &config),
         Command::Keys(command) => keys::run(command, &config),
         Command::Scan(args) => scan::run(args, &config),
+        Command::Reseal(args) => reseal::run(args, &config),
     }
 }
 

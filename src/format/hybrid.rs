@@ -281,7 +281,8 @@ pub fn unwrap_any_label(
     }
     let em = private_key
         .decrypt_raw(rsa_ciphertext)
-        .ok_or(FormatError::RawUnavailable)?;
+        .ok_or(FormatError::RawUnavailable)?
+        .ok_or(FormatError::WrongKeyOrLabel)?;
     let em = em.expose();
     if em.len() < 2 * H + 2 {
         return Err(FormatError::WrongKeyOrLabel);

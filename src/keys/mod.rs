@@ -107,6 +107,7 @@ impl fmt::Debug for Fingerprint {
 pub struct PublicKey {
     oaep: std::sync::Arc<OaepPublicEncryptingKey>,
     spki_der: Vec<u8>,
+    modulus: Vec<u8>,
     fingerprint: Fingerprint,
     kubeseal_fingerprint: String,
 }
@@ -132,10 +133,16 @@ impl PublicKey {
         let oaep = OaepPublicEncryptingKey::new(key)
             .map_err(|_| KeyError::InvalidPublicKey("not usable for OAEP".into()))?;
         let fingerprint = Fingerprint::of_spki(&spki_der);
+        let modulus = aws_lc_rs::rsa::PublicKey::from_der(&spki_der)
+            .map_err(|e| KeyError::InvalidPublicKey(e.to_string()))?
+            .modulus()
+            .big_endian_without_leading_zero()
+            .to_vec();
         let kubeseal_fingerprint = ssh_fingerprint(&spki_der)?;
         Ok(Self {
             oaep: std::sync::Arc::new(oaep),
             spki_der,
+            modulus,
             fingerprint,
             kubeseal_fingerprint,
         })
@@ -312,8 +319,19 @@ impl PrivateKey {
 
     /// The raw private operation (no padding); see `keys/raw.rs`. `None` when the
     /// ciphertext does not fit this key.
-    pub(crate) fn decrypt_raw(&self, ciphertext: &[u8]) -> Option<SecretBytes> {
+    ///
+    /// Outer `None`: no raw operation for this key; inner `None`: the operation refused the
+    /// ciphertext, so this key did not produce it.
+    pub(crate) fn decrypt_raw(&self, ciphertext: &[u8]) -> Option<Option<SecretBytes>> {
+        let raw = self.raw.as_ref()?;
+        // A ciphertext at or above the modulus cannot come from this key: no private
+        // operation needed to tell.
+        if ciphertext.len() != self.public.modulus.len()
+            || ciphertext >= self.public.modulus.as_slice()
+        {
+            return Some(None);
+        }
         count_private_operation();
-        self.raw.as_ref()?.decrypt_raw(ciphertext)
+        Some(raw.decrypt_raw(ciphertext))
     }
 }

@@ -157,6 +157,7 @@ fn json_report(report: &ScanReport) -> Value {
             "notes": c.notes,
             "suppressedInline": c.inline,
             "suppressedByBaseline": c.baseline,
+            "privateKeyOperations": report.private_operations,
         },
         "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
         "fields": report.fields.iter().map(|f| json!({

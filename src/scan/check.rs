@@ -173,15 +173,15 @@ fn document_finding(
 }
 
 /// The clusters a file deploys to, grouped by key set.
-struct Targets {
+pub(crate) struct Targets {
     /// Key set → its clusters that the file deploys to. Empty when unmapped.
-    by_keyset: BTreeMap<String, Vec<String>>,
+    pub(crate) by_keyset: BTreeMap<String, Vec<String>>,
     /// Whether a configuration exists but no pattern matches the file.
-    unmapped: bool,
+    pub(crate) unmapped: bool,
 }
 
 impl Targets {
-    fn for_file(path: &Path, options: &ScanOptions<'_>) -> Self {
+    pub(crate) fn for_file(path: &Path, options: &ScanOptions<'_>) -> Self {
         let Some(config) = options.config else {
             return Self {
                 by_keyset: BTreeMap::new(),
@@ -367,6 +367,7 @@ fn check_sealed_secret(
                 key,
                 scope,
                 verified,
+                plaintext: _,
             } => {
                 let attribution = Attribution {
                     keyset: key.keyset.clone(),
@@ -510,7 +511,7 @@ fn check_opened(
     }
 }
 
-enum Opened<'k> {
+pub(crate) enum Opened<'k> {
     Malformed(FormatError),
     NoKey,
     NoAnnotation,
@@ -518,13 +519,15 @@ enum Opened<'k> {
         key: &'k KnownKey,
         scope: Option<Scope>,
         verified: bool,
+        /// The decrypted value, when a private key opened it.
+        plaintext: Option<crate::secret::SecretBytes>,
     },
 }
 
 /// Finds the key and label that open a field. Candidate keys are tried in the order most
 /// likely to succeed (the recorded key, then what the target clusters load), and each costs
 /// one private operation whatever the label; see `format::unwrap_any_label`.
-fn open_field<'k>(
+pub(crate) fn open_field<'k>(
     sealed: &SealedSecret,
     value: &str,
     targets: &Targets,
@@ -546,6 +549,7 @@ fn open_field<'k>(
                     key,
                     scope: Some(sealed.scope()),
                     verified: false,
+                    plaintext: None,
                 },
                 None => Opened::NoKey,
             },
@@ -585,11 +589,12 @@ fn open_field<'k>(
                     .map(|(s, _)| *s);
                 match format::open_with_session_key(&unwrapped.session_key, envelope.aes_ciphertext)
                 {
-                    Ok(_plaintext) => {
+                    Ok(plaintext) => {
                         return Opened::With {
                             key,
                             scope,
                             verified: true,
+                            plaintext: Some(plaintext),
                         };
                     }
                     // The right key and label, but the data was altered.
@@ -608,10 +613,11 @@ fn open_field<'k>(
                             &session,
                             envelope.aes_ciphertext,
                         ) {
-                            Ok(_plaintext) => Opened::With {
+                            Ok(plaintext) => Opened::With {
                                 key,
                                 scope: Some(scope),
                                 verified: true,
+                                plaintext: Some(plaintext),
                             },
                             Err(e) => Opened::Malformed(e),
                         };

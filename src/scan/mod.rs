@@ -2,7 +2,7 @@
 //! Secret with data, works out which clusters each file deploys to, and checks every
 //! encrypted field against the keys those clusters load. It returns findings; it never prints.
 
-mod check;
+pub(crate) mod check;
 mod diag;
 mod keyring;
 mod walk;
@@ -64,6 +64,8 @@ pub struct ScanReport {
     pub sealed_secrets: usize,
     /// Whether results are proven by decryption (false in public-certificate mode).
     pub verified: bool,
+    /// RSA private-key operations the scan made.
+    pub private_operations: u64,
 }
 
 impl ScanReport {
@@ -78,6 +80,7 @@ impl ScanReport {
 /// Scans files (or directories, walked with `.gitignore` respected) and returns what it found.
 /// A file that cannot be read or parsed is a finding; it never stops the scan.
 pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
+    let operations_before = crate::keys::private_operations();
     let (files, walk_errors) = find_manifest_files(paths);
     let results: Vec<check::FileResult> = files
         .par_iter()
@@ -111,6 +114,7 @@ pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
             finding.suppressed = Some(Suppression::Baseline);
         }
     }
+    report.private_operations = crate::keys::private_operations() - operations_before;
     report.findings.sort_by(|a, b| {
         (&a.file, a.line, &a.field, a.code).cmp(&(&b.file, b.line, &b.field, b.code))
     });
