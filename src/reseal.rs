@@ -219,10 +219,13 @@ fn reseal_file(
         updated = updated.replacen(old.as_str(), new, 1);
         *remaining -= 1;
     }
-    if !options.dry_run {
-        if let Err(e) = crate::fsutil::write_atomic(path, updated.as_bytes()) {
-            return skip(report, None, format!("cannot write it: {e}"));
-        }
+    let written = if options.dry_run {
+        Ok(())
+    } else {
+        crate::fsutil::write_atomic(path, updated.as_bytes())
+    };
+    if let Err(e) = written {
+        return skip(report, None, format!("cannot write it: {e}"));
     }
     report.changed.push((file, fields));
 }
