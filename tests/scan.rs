@@ -60,7 +60,10 @@ const PLANTED: [(&str, &str, &str); 3] = [
 #[test]
 fn keys_example_reports_the_planted_cases_and_nothing_else_in_every_format() {
     let root = common::repo_root();
-    let out = kvseal(&root, &["scan", "keys-example", "--format", "json"]);
+    let out = kvseal(
+        &root,
+        &["scan", "keys-example", "--format", "json", "--fields"],
+    );
     assert_eq!(
         out.status.code(),
         Some(1),

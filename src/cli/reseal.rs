@@ -56,6 +56,7 @@ pub fn run(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode> {
         root: config.base_dir.clone(),
         now: OffsetDateTime::now_utc(),
         baseline: Default::default(),
+        collect_fields: false,
     };
     let report = reseal::reseal(
         &paths,

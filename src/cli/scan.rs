@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long, value_name = "REV")]
     since: Option<String>,
 
+    /// List every encrypted field and the key that opens it (on by default without a
+    /// configuration, where that is the point of the scan).
+    #[arg(long)]
+    fields: bool,
+
     /// Write the report to this file instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -115,6 +120,7 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         root,
         now: OffsetDateTime::now_utc(),
         baseline,
+        collect_fields: args.fields || config.is_none(),
     };
     let report = scan::scan(&paths, &options);
 

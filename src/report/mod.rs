@@ -104,7 +104,27 @@ fn human(report: &ScanReport, color: bool) -> String {
     if current_file.is_some() {
         out.push('\n');
     }
-    let fields = report.fields.len();
+    if !report.fields.is_empty() {
+        out.push_str(&paint("1", "fields and the keys that open them"));
+        out.push('\n');
+        for f in &report.fields {
+            let opened = match &f.attribution {
+                Some(a) => format!(
+                    "{a} ({} scope{})",
+                    a.scope
+                        .map_or("another name or namespace's", |s| s.as_str()),
+                    if a.verified { "" } else { ", unverified" }
+                ),
+                None => "no known key".to_owned(),
+            };
+            out.push_str(&format!(
+                "  {}:{} {} {}: {opened}\n",
+                f.file, f.line, f.document, f.field
+            ));
+        }
+        out.push('\n');
+    }
+    let fields = report.field_count;
     out.push_str(&format!(
         "{} error(s), {} warning(s), {} note(s) in {} file(s): {} SealedSecret(s), {} encrypted field(s)",
         c.errors, c.warnings, c.notes, report.files, report.sealed_secrets, fields
@@ -151,7 +171,7 @@ fn json_report(report: &ScanReport) -> Value {
         "summary": {
             "files": report.files,
             "sealedSecrets": report.sealed_secrets,
-            "fields": report.fields.len(),
+            "fields": report.field_count,
             "errors": c.errors,
             "warnings": c.warnings,
             "notes": c.notes,

@@ -15,6 +15,7 @@ use crate::store::GenerationState;
 pub(super) struct FileResult {
     pub findings: Vec<Finding>,
     pub fields: Vec<FieldReport>,
+    pub field_count: usize,
     pub sealed_secrets: usize,
 }
 
@@ -61,6 +62,7 @@ pub(super) fn check_file(path: &Path, file: &str, options: &ScanOptions<'_>) -> 
     let mut result = FileResult {
         findings: Vec::new(),
         fields: Vec::new(),
+        field_count: 0,
         sealed_secrets: 0,
     };
     let text = match std::fs::read(path) {
@@ -103,6 +105,7 @@ pub(super) fn check_file(path: &Path, file: &str, options: &ScanOptions<'_>) -> 
         match shape.kind.as_deref() {
             Some("SealedSecret") => {
                 result.sealed_secrets += 1;
+                result.field_count += count_fields(&doc);
                 check_sealed_secret(
                     file,
                     &doc,
@@ -134,6 +137,25 @@ pub(super) fn check_file(path: &Path, file: &str, options: &ScanOptions<'_>) -> 
         }
     }
     result
+}
+
+fn count_fields(doc: &Document<'_>) -> usize {
+    #[derive(Deserialize, Default)]
+    #[serde(rename_all = "camelCase")]
+    struct Spec {
+        #[serde(default)]
+        encrypted_data: Option<BTreeMap<String, serde::de::IgnoredAny>>,
+    }
+    #[derive(Deserialize, Default)]
+    struct Shape {
+        #[serde(default)]
+        spec: Option<Spec>,
+    }
+    doc.parse::<Shape>()
+        .ok()
+        .and_then(|s| s.spec)
+        .and_then(|s| s.encrypted_data)
+        .map_or(0, |d| d.len())
 }
 
 fn ignores(annotations: Option<&BTreeMap<String, String>>) -> BTreeMap<String, String> {
@@ -388,13 +410,15 @@ fn check_sealed_secret(
                 Some(attribution)
             }
         };
-        fields.push(FieldReport {
-            file: file.to_owned(),
-            line,
-            document: cx.document.clone(),
-            field: name.clone(),
-            attribution,
-        });
+        if options.collect_fields {
+            fields.push(FieldReport {
+                file: file.to_owned(),
+                line,
+                document: cx.document.clone(),
+                field: name.clone(),
+                attribution,
+            });
+        }
     }
     findings.append(&mut cx.findings);
 }

@@ -34,6 +34,9 @@ pub struct ScanOptions<'a> {
     pub now: OffsetDateTime,
     /// Fingerprints of findings to suppress (from a baseline file).
     pub baseline: std::collections::BTreeSet<String>,
+    /// Keep a [`FieldReport`] for every field (memory grows with the repository); otherwise
+    /// only findings are kept.
+    pub collect_fields: bool,
 }
 
 /// Which key opened one field: what `kvseal scan` reports even when nothing is wrong.
@@ -56,8 +59,10 @@ pub struct FieldReport {
 pub struct ScanReport {
     /// Every finding, sorted by file and line; suppressed ones included and marked.
     pub findings: Vec<Finding>,
-    /// Every encrypted field and what opened it.
+    /// Every encrypted field and what opened it, when [`ScanOptions::collect_fields`] is set.
     pub fields: Vec<FieldReport>,
+    /// Encrypted fields checked.
+    pub field_count: usize,
     /// Files read.
     pub files: usize,
     /// SealedSecret documents checked.
@@ -102,6 +107,7 @@ pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
         report.findings.extend(result.findings);
         report.fields.extend(result.fields);
         report.sealed_secrets += result.sealed_secrets;
+        report.field_count += result.field_count;
     }
     for finding in &mut report.findings {
         if let Some(severity) = options
