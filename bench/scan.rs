@@ -82,7 +82,8 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-fn child(dir: &Path) {
+fn child(dir: &Path, cache: Option<&Path>) {
+    let cache = cache.map(scan::VerifiedCache::load);
     let config = Config::load(&dir.join("kvseal.toml")).expect("config");
     let store = config.store.open();
     let keyring = Keyring::from_store(&config, store.as_ref()).expect("keys");
@@ -93,6 +94,7 @@ fn child(dir: &Path) {
         now: OffsetDateTime::now_utc(),
         baseline: Default::default(),
         collect_fields: false,
+        cache: cache.as_ref(),
     };
     if std::env::var_os("KVSEAL_BENCH_BREAKDOWN").is_some() {
         // Private operations per field by outcome, from the first 600 files scanned one by one.
@@ -120,6 +122,9 @@ fn child(dir: &Path) {
     let report = scan::scan(&[dir.to_path_buf()], &options);
     let seconds = start.elapsed().as_secs_f64();
     let ops = kvseal::keys::private_operations() - ops_before;
+    if let Some(cache) = &cache {
+        cache.save().expect("cache written");
+    }
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     for f in &report.findings {
         *by_code.entry(f.code.to_string()).or_default() += 1;
@@ -258,7 +263,10 @@ fn openssl_bound() -> Option<f64> {
 
 fn main() {
     if let Some(dir) = arg_after("--scan-child") {
-        return child(Path::new(&dir));
+        return child(
+            Path::new(&dir),
+            arg_after("--cache").as_deref().map(Path::new),
+        );
     }
     if !std::env::args().any(|a| a == "--bench") {
         println!("scan benchmark: run it with `cargo bench --bench scan`");
@@ -279,13 +287,20 @@ fn main() {
     for docs in sizes {
         let repo = work.path().join(format!("repo-{docs}"));
         let fields = make_repo(&repo, work.path(), &keys, docs);
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args(["--scan-child", repo.to_str().unwrap()])
-            .output()
-            .unwrap();
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        let result: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let run = |cache: Option<&Path>| -> serde_json::Value {
+            let mut command = Command::new(std::env::current_exe().unwrap());
+            command.args(["--scan-child", repo.to_str().unwrap()]);
+            if let Some(cache) = cache {
+                command.arg("--cache").arg(cache);
+            }
+            let out = command.output().unwrap();
+            eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+        };
+        let cache = work.path().join(format!("cache-{docs}.json"));
+        let result = run(Some(&cache));
+        let cached = run(Some(&cache));
         let seconds = result["seconds"].as_f64().unwrap();
         let ops = result["ops"].as_f64().unwrap();
         let scanned = result["fields"].as_f64().unwrap();
@@ -302,6 +317,12 @@ fn main() {
         println!(
             "  peak RSS             {:.1} MiB",
             result["rss_kib"].as_f64().unwrap() / 1024.0
+        );
+        println!(
+            "  cached re-scan       {:.2} s, {} private ops, peak RSS {:.1} MiB",
+            cached["seconds"].as_f64().unwrap(),
+            cached["ops"],
+            cached["rss_kib"].as_f64().unwrap() / 1024.0
         );
         println!("  findings             {}\n", result["findings"]);
     }

@@ -416,3 +416,56 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn the_cache_makes_rescans_free_and_cannot_be_forged() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.json");
+    let root = common::repo_root();
+    let scan = |cache: &Path| {
+        let out = kvseal(
+            &root,
+            &[
+                "scan",
+                "keys-example",
+                "--format",
+                "json",
+                "--cache",
+                cache.to_str().unwrap(),
+            ],
+        );
+        let report = json(&out);
+        (
+            report["summary"]["privateKeyOperations"].as_u64().unwrap(),
+            findings(&report),
+        )
+    };
+    let (first_ops, first) = scan(&cache);
+    assert_eq!(first_ops, 17);
+    let (second_ops, second) = scan(&cache);
+    assert_eq!(
+        second_ops, 0,
+        "an unchanged repository costs no RSA operation"
+    );
+    assert_eq!(first, second);
+
+    // Whoever can write the cache cannot move an entry to another key: the MAC fails, the
+    // field is checked with RSA again, and the wrong-key finding stays.
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let dev_key = {
+        let certs = std::fs::read(root.join("keys-example/certs/dev/0001.pem")).unwrap();
+        kvseal::keys::Certificate::from_pem(&certs)
+            .unwrap()
+            .public_key()
+            .fingerprint()
+            .to_string()
+    };
+    for entry in doc["entries"].as_array_mut().unwrap() {
+        entry["key"] = Value::String(dev_key.clone());
+    }
+    let forged = dir.path().join("forged.json");
+    std::fs::write(&forged, doc.to_string()).unwrap();
+    let (forged_ops, forged_findings) = scan(&forged);
+    assert!(forged_ops > 0);
+    assert_eq!(forged_findings, first);
+}

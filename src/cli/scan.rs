@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use kvseal::config::Config;
 use kvseal::keys::read_private_keys;
 use kvseal::report::{self, ReportFormat};
-use kvseal::scan::{self, Keyring, ScanOptions, Severity};
+use kvseal::scan::{self, Keyring, ScanOptions, Severity, VerifiedCache};
 use time::OffsetDateTime;
 
 use super::ConfigSource;
@@ -74,6 +74,11 @@ pub struct Args {
     #[arg(long)]
     fields: bool,
 
+    /// Remember verified attributions in this file, so that re-scanning unchanged
+    /// SealedSecrets costs no RSA operation (entries are authenticated with the private keys).
+    #[arg(long, value_name = "FILE")]
+    cache: Option<PathBuf>,
+
     /// Write the report to this file instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -114,6 +119,7 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         Some(path) => read_baseline(path)?,
         None => Default::default(),
     };
+    let cache = args.cache.as_deref().map(VerifiedCache::load);
     let options = ScanOptions {
         config: config.as_ref(),
         keyring: &keyring,
@@ -121,8 +127,17 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         now: OffsetDateTime::now_utc(),
         baseline,
         collect_fields: args.fields || config.is_none(),
+        cache: cache.as_ref(),
     };
     let report = scan::scan(&paths, &options);
+    if let Some(cache) = &cache {
+        if let Err(e) = cache.save() {
+            eprintln!(
+                "warning: cannot write the cache {}: {e}",
+                cache_path_display(&args)
+            );
+        }
+    }
 
     if let Some(path) = &args.write_baseline {
         let fingerprints: Vec<String> = report.findings.iter().map(|f| f.fingerprint()).collect();
@@ -262,4 +277,11 @@ fn read_baseline(path: &Path) -> anyhow::Result<std::collections::BTreeSet<Strin
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect())
+}
+
+fn cache_path_display(args: &Args) -> String {
+    args.cache
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }

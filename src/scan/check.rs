@@ -589,6 +589,30 @@ pub(crate) fn open_field<'k>(
         .map(|s| (*s, format::label_hash(&s.label(namespace, name))))
         .collect();
 
+    let value_hash = options.cache.map(|_| super::cache::value_hash(&bytes));
+    if let (Some(cache), Some(value_hash)) = (options.cache, &value_hash) {
+        let private_of = |fp| keyring.by_fingerprint(fp).and_then(|k| k.private.as_ref());
+        if let Some((fingerprint, label_hash)) = cache.lookup(value_hash, private_of) {
+            if let Some(key) = keyring.by_fingerprint(fingerprint) {
+                let scope = hashes
+                    .iter()
+                    .find(|(_, h)| *h == label_hash)
+                    .map(|(s, _)| *s);
+                return Opened::With {
+                    key,
+                    scope,
+                    verified: true,
+                    plaintext: None,
+                };
+            }
+        }
+    }
+    let remember = |private: &crate::keys::PrivateKey, label_hash: [u8; 32]| {
+        if let (Some(cache), Some(value_hash)) = (options.cache, value_hash) {
+            cache.record(value_hash, private, label_hash);
+        }
+    };
+
     // Only keys whose modulus matches the RSA part can have sealed it.
     let mut candidates: Vec<(&KnownKey, &crate::keys::PrivateKey)> = keyring
         .keys
@@ -614,6 +638,7 @@ pub(crate) fn open_field<'k>(
                 match format::open_with_session_key(&unwrapped.session_key, envelope.aes_ciphertext)
                 {
                     Ok(plaintext) => {
+                        remember(private, unwrapped.label_hash);
                         return Opened::With {
                             key,
                             scope,
@@ -637,12 +662,15 @@ pub(crate) fn open_field<'k>(
                             &session,
                             envelope.aes_ciphertext,
                         ) {
-                            Ok(plaintext) => Opened::With {
-                                key,
-                                scope: Some(scope),
-                                verified: true,
-                                plaintext: Some(plaintext),
-                            },
+                            Ok(plaintext) => {
+                                remember(private, format::label_hash(&label));
+                                Opened::With {
+                                    key,
+                                    scope: Some(scope),
+                                    verified: true,
+                                    plaintext: Some(plaintext),
+                                }
+                            }
                             Err(e) => Opened::Malformed(e),
                         };
                     }

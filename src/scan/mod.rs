@@ -2,6 +2,7 @@
 //! Secret with data, works out which clusters each file deploys to, and checks every
 //! encrypted field against the keys those clusters load. It returns findings; it never prints.
 
+mod cache;
 pub(crate) mod check;
 mod diag;
 mod keyring;
@@ -14,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 
+pub use cache::VerifiedCache;
 pub use diag::{Attribution, Code, Finding, Severity, Suppression};
 pub use keyring::{Keyring, KnownKey};
 pub use walk::find_manifest_files;
@@ -34,6 +36,8 @@ pub struct ScanOptions<'a> {
     pub now: OffsetDateTime,
     /// Fingerprints of findings to suppress (from a baseline file).
     pub baseline: std::collections::BTreeSet<String>,
+    /// The verified-result cache, if one is used (not for re-sealing, which needs plaintext).
+    pub cache: Option<&'a VerifiedCache>,
     /// Keep a [`FieldReport`] for every field (memory grows with the repository); otherwise
     /// only findings are kept.
     pub collect_fields: bool,
