@@ -71,8 +71,11 @@ impl VerifiedCache {
     /// never changes results, only their cost).
     pub fn load(path: &Path) -> Self {
         let mut known = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+        let json = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        if let Some(json) = json {
+            {
                 for item in json["entries"].as_array().into_iter().flatten() {
                     let entry = (|| {
                         let value = hex32(item["value"].as_str())?;
@@ -144,7 +147,7 @@ impl VerifiedCache {
         }
         let mut all: Vec<([u8; 32], Entry)> = self.known.iter().map(|(k, v)| (*k, *v)).collect();
         all.extend(learned);
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.sort_by_key(|entry| entry.0);
         let entries: Vec<serde_json::Value> = all
             .iter()
             .map(|(value, e)| {

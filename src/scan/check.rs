@@ -592,19 +592,19 @@ pub(crate) fn open_field<'k>(
     let value_hash = options.cache.map(|_| super::cache::value_hash(&bytes));
     if let (Some(cache), Some(value_hash)) = (options.cache, &value_hash) {
         let private_of = |fp| keyring.by_fingerprint(fp).and_then(|k| k.private.as_ref());
-        if let Some((fingerprint, label_hash)) = cache.lookup(value_hash, private_of) {
-            if let Some(key) = keyring.by_fingerprint(fingerprint) {
-                let scope = hashes
-                    .iter()
-                    .find(|(_, h)| *h == label_hash)
-                    .map(|(s, _)| *s);
-                return Opened::With {
-                    key,
-                    scope,
-                    verified: true,
-                    plaintext: None,
-                };
-            }
+        let cached = cache.lookup(value_hash, private_of);
+        let key = cached.and_then(|(fingerprint, _)| keyring.by_fingerprint(fingerprint));
+        if let (Some((_, label_hash)), Some(key)) = (cached, key) {
+            let scope = hashes
+                .iter()
+                .find(|(_, h)| *h == label_hash)
+                .map(|(s, _)| *s);
+            return Opened::With {
+                key,
+                scope,
+                verified: true,
+                plaintext: None,
+            };
         }
     }
     let remember = |private: &crate::keys::PrivateKey, label_hash: [u8; 32]| {
