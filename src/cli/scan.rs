@@ -130,13 +130,11 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         cache: cache.as_ref(),
     };
     let report = scan::scan(&paths, &options);
-    if let Some(cache) = &cache {
-        if let Err(e) = cache.save() {
-            eprintln!(
-                "warning: cannot write the cache {}: {e}",
-                cache_path_display(&args)
-            );
-        }
+    if let Some(Err(e)) = cache.as_ref().map(VerifiedCache::save) {
+        eprintln!(
+            "warning: cannot write the cache {}: {e}",
+            cache_path_display(&args)
+        );
     }
 
     if let Some(path) = &args.write_baseline {
