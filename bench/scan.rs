@@ -94,6 +94,7 @@ fn child(dir: &Path, cache: Option<&Path>) {
         now: OffsetDateTime::now_utc(),
         baseline: Default::default(),
         collect_fields: false,
+        progress: None,
         cache: cache.as_ref(),
     };
     if std::env::var_os("KVSEAL_BENCH_BREAKDOWN").is_some() {

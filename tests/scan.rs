@@ -451,7 +451,6 @@ fn the_cache_makes_rescans_free_and_cannot_be_forged() {
 
     // Whoever can write the cache cannot move an entry to another key: the MAC fails, the
     // field is checked with RSA again, and the wrong-key finding stays.
-    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
     let dev_key = {
         let certs = std::fs::read(root.join("keys-example/certs/dev/0001.pem")).unwrap();
         kvseal::keys::Certificate::from_pem(&certs)
@@ -460,12 +459,111 @@ fn the_cache_makes_rescans_free_and_cannot_be_forged() {
             .fingerprint()
             .to_string()
     };
-    for entry in doc["entries"].as_array_mut().unwrap() {
-        entry["key"] = Value::String(dev_key.clone());
-    }
-    let forged = dir.path().join("forged.json");
-    std::fs::write(&forged, doc.to_string()).unwrap();
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let forged_text: String = text
+        .lines()
+        .map(|line| {
+            let mut parts: Vec<&str> = line.split(' ').collect();
+            if !line.starts_with('#') && parts.len() == 4 {
+                parts[1] = &dev_key;
+            }
+            parts.join(" ") + "\n"
+        })
+        .collect();
+    assert_ne!(forged_text, text);
+    let forged = dir.path().join("forged");
+    std::fs::write(&forged, forged_text).unwrap();
     let (forged_ops, forged_findings) = scan(&forged);
     assert!(forged_ops > 0);
     assert_eq!(forged_findings, first);
+}
+
+#[test]
+fn since_scans_only_files_changed_since_a_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    copy_dir(&common::repo_root().join("keys-example"), root);
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .current_dir(root)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    git(&["init", "-q"]);
+    git(&["-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"]);
+    git(&[
+        "-c",
+        "user.email=t@t",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-qm",
+        "base",
+    ]);
+    // A pull request that adds one wrong-key SealedSecret: only it is scanned.
+    std::fs::copy(
+        root.join(PLANTED[0].1),
+        root.join("apps/payments-api/overlays/dev/new.yaml"),
+    )
+    .unwrap();
+    git(&["add", "-A"]);
+    let report = json(&kvseal(
+        root,
+        &["scan", ".", "--since", "HEAD", "--format", "json"],
+    ));
+    assert_eq!(report["summary"]["files"], 1);
+    let codes: Vec<String> = findings(&report)
+        .into_iter()
+        .map(|(c, f, _)| format!("{c} {f}"))
+        .collect();
+    assert_eq!(
+        codes,
+        vec!["wrong-key apps/payments-api/overlays/dev/new.yaml".to_owned()]
+    );
+}
+
+#[test]
+fn the_cache_remembers_that_no_key_opens_a_value_until_the_keys_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let repo =
+        common::repo_root().join("../shared/corpus/AndiDog__argo-cd-comparisonerror-control-repo");
+    let key = repo.join("keys/sealed-secrets-master.key");
+    let other = common::data("vectors/rsa4096.pem");
+    let scan = |keys: &str| {
+        let out = kvseal(
+            &repo,
+            &[
+                "scan",
+                ".",
+                "--format",
+                "json",
+                "--key",
+                keys,
+                "--cache",
+                cache.to_str().unwrap(),
+            ],
+        );
+        let report = json(&out);
+        (
+            report["summary"]["privateKeyOperations"].as_u64().unwrap(),
+            findings(&report).len(),
+        )
+    };
+    let key = key.to_str().unwrap();
+    assert_eq!(scan(key), (2, 1), "one field opens, one is unknown-key");
+    assert_eq!(scan(key), (0, 1), "both answers come from the cache");
+    // Another keyring: the negative entry no longer holds, the positive one still does.
+    let both = format!("{key},{}", other.display());
+    assert_eq!(
+        scan(&both),
+        (2, 1),
+        "the unknown field is tried against both keys again"
+    );
 }

@@ -57,6 +57,7 @@ pub fn run(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode> {
         now: OffsetDateTime::now_utc(),
         baseline: Default::default(),
         collect_fields: false,
+        progress: None,
         cache: None,
     };
     let report = reseal::reseal(

@@ -120,6 +120,8 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         None => Default::default(),
     };
     let cache = args.cache.as_deref().map(VerifiedCache::load);
+    let bar = ProgressAfterOneSecond::new();
+    let progress = |done: usize, total: usize| bar.update(done, total);
     let options = ScanOptions {
         config: config.as_ref(),
         keyring: &keyring,
@@ -127,9 +129,11 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         now: OffsetDateTime::now_utc(),
         baseline,
         collect_fields: args.fields || config.is_none(),
+        progress: Some(&progress),
         cache: cache.as_ref(),
     };
     let report = scan::scan(&paths, &options);
+    bar.finish();
     if let Some(Err(e)) = cache.as_ref().map(VerifiedCache::save) {
         eprintln!(
             "warning: cannot write the cache {}: {e}",
@@ -282,4 +286,45 @@ fn cache_path_display(args: &Args) -> String {
         .as_deref()
         .map(|p| p.display().to_string())
         .unwrap_or_default()
+}
+
+/// A progress bar on stderr for scans that take longer than a second, when stderr is a
+/// terminal; nothing otherwise.
+struct ProgressAfterOneSecond {
+    bar: Option<indicatif::ProgressBar>,
+    started: std::time::Instant,
+}
+
+impl ProgressAfterOneSecond {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::hidden();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} files, {elapsed} ({eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self {
+            bar,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&self, done: usize, total: usize) {
+        let Some(bar) = &self.bar else { return };
+        if bar.is_hidden() && self.started.elapsed() > std::time::Duration::from_secs(1) {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
 }

@@ -1,9 +1,13 @@
 //! The verified-result cache: re-scans of unchanged SealedSecrets cost no RSA operation.
 //!
-//! An entry maps the SHA-256 of a sealed value to the key and label hash that opened it,
-//! authenticated by an HMAC whose key is derived from that private key. Whoever can write
-//! the cache file but does not hold the private key cannot forge an entry, so a wrong-key
-//! SealedSecret cannot be made to pass. Entries carry no plaintext.
+//! A positive entry maps the SHA-256 of a sealed value to the key and label hash that opened
+//! it, authenticated by an HMAC whose key is derived from that private key: whoever can write
+//! the cache file but does not hold the key cannot forge one, so a wrong-key SealedSecret
+//! cannot be made to pass. A negative entry ("no key of this keyring opens it") is
+//! authenticated with a key derived from every private key of the keyring, so it lapses when
+//! the keyring changes; forging one could only add a finding. Entries carry no plaintext.
+//!
+//! The file is text, one entry a line: `value-hash key-fingerprint|- label-hash mac`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,18 +18,30 @@ use aws_lc_rs::hmac;
 
 use crate::keys::{Fingerprint, PrivateKey};
 
+const HEADER: &str = "# kvseal verified-result cache v1";
 const MAC_CONTEXT: &[u8] = b"kvseal verified-result cache v1";
+const NO_KEY: &str = "-";
 
 #[derive(Clone, Copy)]
 struct Entry {
-    key: Fingerprint,
+    /// `None` for a negative entry.
+    key: Option<Fingerprint>,
     label_hash: [u8; 32],
     mac: [u8; 32],
+}
+
+/// What the cache knows about a value.
+pub(crate) enum Cached {
+    /// This key opened it under the label with this hash.
+    OpenedBy(Fingerprint, [u8; 32]),
+    /// No key of the current keyring opens it.
+    NoKey,
 }
 
 /// A cache file, loaded once and written back with what the scan learned.
 pub struct VerifiedCache {
     path: PathBuf,
+    keyring_key: std::sync::OnceLock<hmac::Key>,
     known: HashMap<[u8; 32], Entry>,
     learned: Mutex<HashMap<[u8; 32], Entry>>,
 }
@@ -37,8 +53,8 @@ pub fn value_hash(value: &[u8]) -> [u8; 32] {
     out
 }
 
-fn mac_key(private: &PrivateKey) -> hmac::Key {
-    // HKDF-like: an HMAC keyed with the private key's DER derives the MAC key.
+/// The MAC key for entries about one private key.
+fn key_mac_key(private: &PrivateKey) -> hmac::Key {
     let derived = hmac::sign(
         &hmac::Key::new(hmac::HMAC_SHA256, private.pkcs8_der().expose()),
         MAC_CONTEXT,
@@ -46,118 +62,161 @@ fn mac_key(private: &PrivateKey) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
 }
 
-fn mac_message(value_hash: &[u8; 32], label_hash: &[u8; 32]) -> [u8; 64] {
+/// The MAC key for negative entries: derived from every private key, in fingerprint order.
+fn keyring_mac_key<'k>(keys: impl Iterator<Item = &'k PrivateKey>) -> hmac::Key {
+    let mut keys: Vec<&PrivateKey> = keys.collect();
+    keys.sort_by_key(|k| k.fingerprint());
+    let mut context = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, MAC_CONTEXT));
+    for key in keys {
+        context.update(hmac::sign(&key_mac_key(key), b"keyring").as_ref());
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, context.sign().as_ref())
+}
+
+fn message(value_hash: &[u8; 32], label_hash: &[u8; 32]) -> [u8; 64] {
     let mut message = [0u8; 64];
     message[..32].copy_from_slice(value_hash);
     message[32..].copy_from_slice(label_hash);
     message
 }
 
-fn mac(private: &PrivateKey, value_hash: &[u8; 32], label_hash: &[u8; 32]) -> [u8; 32] {
-    let tag = hmac::sign(&mac_key(private), &mac_message(value_hash, label_hash));
+fn tag(key: &hmac::Key, value_hash: &[u8; 32], label_hash: &[u8; 32]) -> [u8; 32] {
     let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
+    out.copy_from_slice(hmac::sign(key, &message(value_hash, label_hash)).as_ref());
     out
 }
 
-fn hex32(text: Option<&str>) -> Option<[u8; 32]> {
+fn hex32(text: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(text?, &mut out).ok()?;
+    hex::decode_to_slice(text, &mut out).ok()?;
     Some(out)
 }
 
+fn parse_line(line: &str) -> Option<([u8; 32], Entry)> {
+    let mut parts = line.split(' ');
+    let value = hex32(parts.next()?)?;
+    let key = match parts.next()? {
+        NO_KEY => None,
+        fingerprint => Some(Fingerprint::parse(fingerprint)?),
+    };
+    let label_hash = hex32(parts.next()?)?;
+    let mac = hex32(parts.next()?)?;
+    Some((
+        value,
+        Entry {
+            key,
+            label_hash,
+            mac,
+        },
+    ))
+}
+
 impl VerifiedCache {
-    /// Loads the cache at `path`; a missing or unreadable file is an empty cache (a cache
-    /// never changes results, only their cost).
+    /// Loads the cache at `path`; a missing, unreadable or damaged file (or line) only makes
+    /// the scan do the work again: a cache never changes results, only their cost.
     pub fn load(path: &Path) -> Self {
-        let mut known = HashMap::new();
-        let json = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
-        if let Some(json) = json {
-            {
-                for item in json["entries"].as_array().into_iter().flatten() {
-                    let entry = (|| {
-                        let value = hex32(item["value"].as_str())?;
-                        let key = Fingerprint::parse(item["key"].as_str()?)?;
-                        let label_hash = hex32(item["label"].as_str())?;
-                        let mac = hex32(item["mac"].as_str())?;
-                        Some((
-                            value,
-                            Entry {
-                                key,
-                                label_hash,
-                                mac,
-                            },
-                        ))
-                    })();
-                    if let Some((value, entry)) = entry {
-                        known.insert(value, entry);
-                    }
-                }
-            }
-        }
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let known = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(parse_line)
+            .collect();
         Self {
             path: path.to_owned(),
+            keyring_key: std::sync::OnceLock::new(),
             known,
             learned: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The key fingerprint and label hash recorded for a value, if the entry's MAC verifies
-    /// under that key. `private_key` looks up the private key for a fingerprint.
+    /// The negative-entry MAC key for this scan's keyring, computed once.
+    pub(crate) fn keyring_key<'k>(&self, keys: impl Iterator<Item = &'k PrivateKey>) -> &hmac::Key {
+        self.keyring_key.get_or_init(|| keyring_mac_key(keys))
+    }
+
+    /// What the cache holds for a value, if its MAC verifies. `private_of` finds the private
+    /// key for a fingerprint; `keyring_key` is [`keyring_mac_key`] of the current keyring.
     pub(crate) fn lookup<'k>(
         &self,
         value_hash: &[u8; 32],
-        private_key: impl Fn(Fingerprint) -> Option<&'k PrivateKey>,
-    ) -> Option<(Fingerprint, [u8; 32])> {
+        private_of: impl Fn(Fingerprint) -> Option<&'k PrivateKey>,
+        keyring_key: &hmac::Key,
+    ) -> Option<Cached> {
         let entry = self.known.get(value_hash)?;
-        let private = private_key(entry.key)?;
-        // The MAC (checked in constant time) is what keeps forged entries out.
-        hmac::verify(
-            &mac_key(private),
-            &mac_message(value_hash, &entry.label_hash),
-            &entry.mac,
-        )
-        .ok()?;
-        Some((entry.key, entry.label_hash))
+        let msg = message(value_hash, &entry.label_hash);
+        // Constant-time verification: the MAC is what keeps forged entries out.
+        match entry.key {
+            Some(fingerprint) => {
+                hmac::verify(&key_mac_key(private_of(fingerprint)?), &msg, &entry.mac).ok()?;
+                Some(Cached::OpenedBy(fingerprint, entry.label_hash))
+            }
+            None => {
+                hmac::verify(keyring_key, &msg, &entry.mac).ok()?;
+                Some(Cached::NoKey)
+            }
+        }
     }
 
-    /// Records a verified attribution.
+    /// Records that `private` opened a value under the label with this hash.
     pub(crate) fn record(&self, value_hash: [u8; 32], private: &PrivateKey, label_hash: [u8; 32]) {
-        if self.known.contains_key(&value_hash) {
-            return;
-        }
-        let entry = Entry {
-            key: private.fingerprint(),
-            label_hash,
-            mac: mac(private, &value_hash, &label_hash),
-        };
+        let mac = tag(&key_mac_key(private), &value_hash, &label_hash);
+        self.learn(
+            value_hash,
+            Entry {
+                key: Some(private.fingerprint()),
+                label_hash,
+                mac,
+            },
+        );
+    }
+
+    /// Records that no key of the keyring opens a value.
+    pub(crate) fn record_no_key(&self, value_hash: [u8; 32], keyring_key: &hmac::Key) {
+        let label_hash = [0u8; 32];
+        self.learn(
+            value_hash,
+            Entry {
+                key: None,
+                label_hash,
+                mac: tag(keyring_key, &value_hash, &label_hash),
+            },
+        );
+    }
+
+    fn learn(&self, value_hash: [u8; 32], entry: Entry) {
         if let Ok(mut learned) = self.learned.lock() {
             learned.insert(value_hash, entry);
         }
     }
 
-    /// Writes the cache back, atomically, when the scan learned something. Entries for
-    /// values that no longer exist are kept; the file stays small (about 250 bytes a field).
+    /// Writes the cache back, atomically, when the scan learned something.
     pub fn save(&self) -> std::io::Result<bool> {
-        let learned = self.learned.lock().map(|l| l.clone()).unwrap_or_default();
-        if learned.is_empty() {
-            return Ok(false);
-        }
-        let mut all: Vec<([u8; 32], Entry)> = self.known.iter().map(|(k, v)| (*k, *v)).collect();
-        all.extend(learned);
-        all.sort_by_key(|entry| entry.0);
-        let entries: Vec<serde_json::Value> = all
+        let learned = match self.learned.lock() {
+            Ok(learned) if !learned.is_empty() => learned,
+            _ => return Ok(false),
+        };
+        let mut all: Vec<(&[u8; 32], &Entry)> = self
+            .known
             .iter()
-            .map(|(value, e)| {
-                serde_json::json!({
-                    "value": hex::encode(value), "key": e.key.to_string(),
-                    "label": hex::encode(e.label_hash), "mac": hex::encode(e.mac),
-                })
-            })
+            .filter(|(k, _)| !learned.contains_key(*k))
+            .chain(learned.iter())
             .collect();
-        let text = serde_json::to_string(&serde_json::json!({"version": 1, "entries": entries}))?;
+        all.sort_by_key(|(value, _)| **value);
+        const LINE: usize = 64 + 1 + 71 + 1 + 64 + 1 + 64 + 1;
+        let mut text = String::with_capacity(HEADER.len() + 1 + all.len() * LINE);
+        text.push_str(HEADER);
+        text.push('\n');
+        for (value, entry) in all {
+            let key = entry
+                .key
+                .map_or_else(|| NO_KEY.to_owned(), |k| k.to_string());
+            text.push_str(&format!(
+                "{} {key} {} {}\n",
+                hex::encode(value),
+                hex::encode(entry.label_hash),
+                hex::encode(entry.mac)
+            ));
+        }
         crate::fsutil::write_atomic(&self.path, text.as_bytes())?;
         Ok(true)
     }

@@ -590,21 +590,30 @@ pub(crate) fn open_field<'k>(
         .collect();
 
     let value_hash = options.cache.map(|_| super::cache::value_hash(&bytes));
-    if let (Some(cache), Some(value_hash)) = (options.cache, &value_hash) {
+    let keyring_mac_key = options
+        .cache
+        .map(|cache| cache.keyring_key(keyring.keys.iter().filter_map(|k| k.private.as_ref())));
+    if let (Some(cache), Some(value_hash), Some(mac_key)) =
+        (options.cache, &value_hash, keyring_mac_key)
+    {
         let private_of = |fp| keyring.by_fingerprint(fp).and_then(|k| k.private.as_ref());
-        let cached = cache.lookup(value_hash, private_of);
-        let key = cached.and_then(|(fingerprint, _)| keyring.by_fingerprint(fingerprint));
-        if let (Some((_, label_hash)), Some(key)) = (cached, key) {
-            let scope = hashes
-                .iter()
-                .find(|(_, h)| *h == label_hash)
-                .map(|(s, _)| *s);
-            return Opened::With {
-                key,
-                scope,
-                verified: true,
-                plaintext: None,
-            };
+        match cache.lookup(value_hash, private_of, mac_key) {
+            Some(super::cache::Cached::OpenedBy(fingerprint, label_hash)) => {
+                if let Some(key) = keyring.by_fingerprint(fingerprint) {
+                    let scope = hashes
+                        .iter()
+                        .find(|(_, h)| *h == label_hash)
+                        .map(|(s, _)| *s);
+                    return Opened::With {
+                        key,
+                        scope,
+                        verified: true,
+                        plaintext: None,
+                    };
+                }
+            }
+            Some(super::cache::Cached::NoKey) => return Opened::NoKey,
+            None => {}
         }
     }
     let remember = |private: &crate::keys::PrivateKey, label_hash: [u8; 32]| {
@@ -678,6 +687,11 @@ pub(crate) fn open_field<'k>(
             }
             Err(_) => {}
         }
+    }
+    if let (Some(cache), Some(value_hash), Some(mac_key)) =
+        (options.cache, value_hash, keyring_mac_key)
+    {
+        cache.record_no_key(value_hash, mac_key);
     }
     Opened::NoKey
 }

@@ -36,6 +36,8 @@ pub struct ScanOptions<'a> {
     pub now: OffsetDateTime,
     /// Fingerprints of findings to suppress (from a baseline file).
     pub baseline: std::collections::BTreeSet<String>,
+    /// Called after each file with (files done, files in all), from any thread.
+    pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
     /// The verified-result cache, if one is used (not for re-sealing, which needs plaintext).
     pub cache: Option<&'a VerifiedCache>,
     /// Keep a [`FieldReport`] for every field (memory grows with the repository); otherwise
@@ -91,9 +93,19 @@ impl ScanReport {
 pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
     let operations_before = crate::keys::private_operations();
     let (files, walk_errors) = find_manifest_files(paths);
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<check::FileResult> = files
         .par_iter()
-        .map(|path| check::check_file(path, &display_path(path, &options.root), options))
+        .map(|path| {
+            let result = check::check_file(path, &display_path(path, &options.root), options);
+            if let Some(progress) = options.progress {
+                progress(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    files.len(),
+                );
+            }
+            result
+        })
         .collect();
 
     let mut report = ScanReport {
