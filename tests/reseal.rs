@@ -17,19 +17,6 @@ fn kvseal(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// Every Secret that the SealedSecrets under `root` unseal to, by document.
 fn unsealed(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -73,7 +60,7 @@ fn codes(root: &Path) -> Vec<String> {
 fn reseal_after_a_new_generation_clears_stale_keys_and_keeps_plaintext_and_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    copy_dir(&common::repo_root().join("keys-example"), root);
+    common::copy_dir(&common::repo_root().join("keys-example"), root);
     // A one-second rotation period makes every non-active generation stale once it ages.
     let config = std::fs::read_to_string(root.join("kvseal.toml")).unwrap();
     std::fs::write(
@@ -158,7 +145,7 @@ fn reseal_after_a_new_generation_clears_stale_keys_and_keeps_plaintext_and_bytes
 fn a_shared_base_for_several_key_sets_is_left_alone_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    copy_dir(&common::repo_root().join("keys-example"), root);
+    common::copy_dir(&common::repo_root().join("keys-example"), root);
     let base = root.join("apps/payments-api/base/sealed.yaml");
     std::fs::copy(
         root.join("apps/payments-api/overlays/dev/sealed-payments-db.yaml"),

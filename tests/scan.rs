@@ -315,7 +315,7 @@ fn public_certificates_only_use_the_annotation_and_say_so() {
 fn exit_status_severities_ignores_and_baselines() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    copy_dir(&common::repo_root().join("keys-example"), root);
+    common::copy_dir(&common::repo_root().join("keys-example"), root);
 
     // Clean subtree: 0. Findings: 1. No keys: 2.
     assert_eq!(
@@ -404,19 +404,6 @@ fn exit_status_severities_ignores_and_baselines() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_cache_makes_rescans_free_and_cannot_be_forged() {
     let dir = tempfile::tempdir().unwrap();
@@ -482,7 +469,7 @@ fn the_cache_makes_rescans_free_and_cannot_be_forged() {
 fn since_scans_only_files_changed_since_a_revision() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    copy_dir(&common::repo_root().join("keys-example"), root);
+    common::copy_dir(&common::repo_root().join("keys-example"), root);
     let git = |args: &[&str]| {
         let out = Command::new("git")
             .current_dir(root)

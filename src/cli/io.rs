@@ -69,3 +69,12 @@ pub fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     kvseal::fsutil::write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// Reads every private key in a key file (any shape `kvseal unseal --key` takes).
+pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<kvseal::keys::PrivateKey>> {
+    let bytes = SecretBytes::new(
+        std::fs::read(path).with_context(|| format!("cannot read key file {}", path.display()))?,
+    );
+    kvseal::keys::read_private_keys(bytes.expose())
+        .with_context(|| format!("key file {}", path.display()))
+}

@@ -7,13 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use kvseal::config::Config;
-use kvseal::keys::read_private_keys;
 use kvseal::report::{self, ReportFormat};
 use kvseal::scan::{self, Keyring, ScanOptions, Severity, VerifiedCache};
 use time::OffsetDateTime;
 
 use super::ConfigSource;
-use super::io::{write_file, write_stdout};
+use super::io::{read_key_file, write_file, write_stdout};
 
 /// Exit status when the scan could not run.
 const EXIT_COULD_NOT_RUN: u8 = 2;
@@ -202,13 +201,7 @@ fn keyring(args: &Args, config: Option<&Config>) -> anyhow::Result<Keyring> {
     let mut keyring = Keyring::default();
     if !args.keys.is_empty() {
         for path in &args.keys {
-            let bytes = kvseal::secret::SecretBytes::new(
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read key file {}", path.display()))?,
-            );
-            let keys = read_private_keys(bytes.expose())
-                .with_context(|| format!("key file {}", path.display()))?;
-            keyring.add_key_file(path, keys);
+            keyring.add_key_file(path, read_key_file(path)?);
         }
         return Ok(keyring);
     }

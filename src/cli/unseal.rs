@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
-use kvseal::keys::{PrivateKey, read_private_keys};
+use anyhow::bail;
+use kvseal::keys::PrivateKey;
 use kvseal::manifest::{Node, OutputFormat, SealedSecret, render_node, split_documents};
 use kvseal::store;
 
-use super::io::{read_input, write_stdout};
+use super::io::{read_input, read_key_file, write_stdout};
 use super::{ConfigSource, Format};
 
 /// The command line; no `Debug`, because `--from-literal` carries secret values.
@@ -137,13 +137,7 @@ fn load_keys(args: &Args, config: &ConfigSource) -> anyhow::Result<Vec<PrivateKe
     if !args.keys.is_empty() {
         let mut keys = Vec::new();
         for path in &args.keys {
-            let bytes = kvseal::secret::SecretBytes::new(
-                std::fs::read(path)
-                    .with_context(|| format!("cannot read key file {}", path.display()))?,
-            );
-            let found = read_private_keys(bytes.expose())
-                .with_context(|| format!("key file {}", path.display()))?;
-            keys.extend(found);
+            keys.extend(read_key_file(path)?);
         }
         return Ok(keys);
     }

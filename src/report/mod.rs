@@ -252,20 +252,45 @@ fn sarif(report: &ScanReport) -> Value {
     })
 }
 
-/// GitHub's escaping for workflow command data and properties.
-fn github_escape(text: &str, property: bool) -> String {
+/// Replaces characters by their escapes, as CI logging commands require.
+fn escape(text: &str, table: &[(char, &str)]) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            '\r' => out.push_str("%0D"),
-            '\n' => out.push_str("%0A"),
-            ':' if property => out.push_str("%3A"),
-            ',' if property => out.push_str("%2C"),
-            c => out.push(c),
+        match table.iter().find(|(from, _)| *from == c) {
+            Some((_, to)) => out.push_str(to),
+            None => out.push(c),
         }
     }
     out
+}
+
+const GITHUB_DATA: &[(char, &str)] = &[('%', "%25"), ('\r', "%0D"), ('\n', "%0A")];
+const GITHUB_PROPERTY: &[(char, &str)] = &[
+    ('%', "%25"),
+    ('\r', "%0D"),
+    ('\n', "%0A"),
+    (':', "%3A"),
+    (',', "%2C"),
+];
+const AZURE_DATA: &[(char, &str)] = &[('%', "%AZP25"), ('\r', "%0D"), ('\n', "%0A")];
+const AZURE_PROPERTY: &[(char, &str)] = &[
+    ('%', "%AZP25"),
+    ('\r', "%0D"),
+    ('\n', "%0A"),
+    (';', "%3B"),
+    (']', "%5D"),
+];
+
+/// GitHub's escaping for workflow command data and properties.
+fn github_escape(text: &str, property: bool) -> String {
+    escape(
+        text,
+        if property {
+            GITHUB_PROPERTY
+        } else {
+            GITHUB_DATA
+        },
+    )
 }
 
 fn github(report: &ScanReport) -> String {
@@ -289,18 +314,7 @@ fn github(report: &ScanReport) -> String {
 
 /// Azure Pipelines' escaping for logging command properties and messages.
 fn azure_escape(text: &str, property: bool) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '%' => out.push_str("%AZP25"),
-            '\r' => out.push_str("%0D"),
-            '\n' => out.push_str("%0A"),
-            ';' if property => out.push_str("%3B"),
-            ']' if property => out.push_str("%5D"),
-            c => out.push(c),
-        }
-    }
-    out
+    escape(text, if property { AZURE_PROPERTY } else { AZURE_DATA })
 }
 
 fn azure(report: &ScanReport) -> String {

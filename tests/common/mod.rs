@@ -80,3 +80,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     use rsa::sha2::Digest;
     hex::encode(Sha256::digest(bytes))
 }
+
+/// Copies a directory tree (test fixtures into a temporary directory).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
