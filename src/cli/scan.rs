@@ -48,8 +48,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "keys")]
     certs_only: bool,
 
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Human)]
+    /// Output format (`-o`, as in `seal` and `unseal`).
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Human)]
     format: Format,
 
     /// Exit 1 when a finding at or above this severity is not suppressed.
@@ -79,7 +79,7 @@ pub struct Args {
     cache: Option<PathBuf>,
 
     /// Write the report to this file instead of stdout.
-    #[arg(short = 'o', long, value_name = "FILE")]
+    #[arg(short = 'w', long, value_name = "FILE")]
     output: Option<PathBuf>,
 }
 
