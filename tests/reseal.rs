@@ -5,17 +5,8 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn kvseal(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvseal"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// Every Secret that the SealedSecrets under `root` unseal to, by document.
 fn unsealed(root: &Path) -> BTreeMap<String, String> {
@@ -27,7 +18,7 @@ fn unsealed(root: &Path) -> BTreeMap<String, String> {
         if name.contains("planted") || !name.contains("sealed-") {
             continue;
         }
-        let result = kvseal(
+        let result = common::kvseal(
             root,
             &["unseal", "-f", file.to_str().unwrap(), "-o", "json"],
         );
@@ -46,7 +37,7 @@ fn unsealed(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn codes(root: &Path) -> Vec<String> {
-    let out = kvseal(root, &["scan", ".", "--format", "json"]);
+    let out = common::kvseal(root, &["scan", ".", "--format", "json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     report["findings"]
         .as_array()
@@ -73,7 +64,7 @@ fn reseal_after_a_new_generation_clears_stale_keys_and_keeps_plaintext_and_bytes
     .unwrap();
     let before = unsealed(root);
 
-    let generated = kvseal(root, &["keys", "generate", "--keyset", "prod"]);
+    let generated = common::kvseal(root, &["keys", "generate", "--keyset", "prod"]);
     assert!(
         generated.status.success(),
         "{}",
@@ -88,11 +79,11 @@ fn reseal_after_a_new_generation_clears_stale_keys_and_keeps_plaintext_and_bytes
 
     // A dry run changes nothing.
     let snapshot = std::fs::read(&legacy).unwrap();
-    let dry = kvseal(root, &["reseal", "--dry-run"]);
+    let dry = common::kvseal(root, &["reseal", "--dry-run"]);
     assert!(String::from_utf8_lossy(&dry.stderr).contains("would re-seal"));
     assert_eq!(std::fs::read(&legacy).unwrap(), snapshot);
 
-    let out = kvseal(root, &["reseal"]);
+    let out = common::kvseal(root, &["reseal"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The planted problems are left alone and named; they are not key-age problems.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
@@ -153,7 +144,7 @@ fn a_shared_base_for_several_key_sets_is_left_alone_with_a_reason() {
     )
     .unwrap();
     let before = std::fs::read(&base).unwrap();
-    let out = kvseal(root, &["reseal", "--all", "apps/payments-api/base"]);
+    let out = common::kvseal(root, &["reseal", "--all", "apps/payments-api/base"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("per-cluster overlays"), "{stderr}");
     assert_eq!(std::fs::read(&base).unwrap(), before);

@@ -2,26 +2,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use kvseal::manifest::{SealedSecret, Secret, SecretOptions, split_documents};
 
 fn kvseal(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvseal"))
-        .current_dir(dir)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // kvseal may exit before reading its input (an early error): a closed pipe is fine.
-    let written = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    if let Err(e) = written {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
+    common::kvseal_with_input(dir, args, stdin.as_bytes())
 }
 
 const CONFIG: &str = "store = \"dir:store\"\ncert_dir = \"certs\"\n[keysets.main]\n[clusters.one]\nkeyset = \"main\"\n";

@@ -9,14 +9,6 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn kvseal(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kvseal"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
@@ -60,7 +52,7 @@ const PLANTED: [(&str, &str, &str); 3] = [
 #[test]
 fn keys_example_reports_the_planted_cases_and_nothing_else_in_every_format() {
     let root = common::repo_root();
-    let out = kvseal(
+    let out = common::kvseal(
         &root,
         &["scan", "keys-example", "--format", "json", "--fields"],
     );
@@ -92,7 +84,7 @@ fn keys_example_reports_the_planted_cases_and_nothing_else_in_every_format() {
     assert_eq!(legacy["sealedWith"]["keyset"], "prod");
     assert_eq!(legacy["sealedWith"]["generation"], 1);
 
-    let human = kvseal(&root, &["scan", "keys-example"]);
+    let human = common::kvseal(&root, &["scan", "keys-example"]);
     let human = String::from_utf8(human.stdout).unwrap();
     for (code, file, _) in PLANTED {
         assert!(
@@ -102,9 +94,10 @@ fn keys_example_reports_the_planted_cases_and_nothing_else_in_every_format() {
     }
     assert!(human.contains("3 error(s), 0 warning(s)"), "{human}");
 
-    let github =
-        String::from_utf8(kvseal(&root, &["scan", "keys-example", "--format", "github"]).stdout)
-            .unwrap();
+    let github = String::from_utf8(
+        common::kvseal(&root, &["scan", "keys-example", "--format", "github"]).stdout,
+    )
+    .unwrap();
     assert_eq!(github.lines().count(), 3, "{github}");
     assert!(github.lines().all(
         |l| l.starts_with("::error file=apps/payments-api/overlays/")
@@ -112,16 +105,17 @@ fn keys_example_reports_the_planted_cases_and_nothing_else_in_every_format() {
     ));
     assert!(github.contains("title=kvseal wrong-key::"));
 
-    let azure =
-        String::from_utf8(kvseal(&root, &["scan", "keys-example", "--format", "azure"]).stdout)
-            .unwrap();
+    let azure = String::from_utf8(
+        common::kvseal(&root, &["scan", "keys-example", "--format", "azure"]).stdout,
+    )
+    .unwrap();
     assert_eq!(azure.lines().count(), 3, "{azure}");
     assert!(azure.lines().all(
         |l| l.starts_with("##vso[task.logissue type=error;sourcepath=apps/")
             && l.contains(";linenumber=11;code=")
     ));
 
-    let sarif_out = kvseal(&root, &["scan", "keys-example", "--format", "sarif"]);
+    let sarif_out = common::kvseal(&root, &["scan", "keys-example", "--format", "sarif"]);
     let sarif = json(&sarif_out);
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     assert_eq!(results.len(), 3);
@@ -171,7 +165,7 @@ fn corpus_fields_are_attributed_and_undecryptable_ones_flagged() {
             .unwrap()
             .map(|e| e.unwrap().path().display().to_string())
             .collect();
-        let out = kvseal(
+        let out = common::kvseal(
             &repo,
             &["scan", ".", "--format", "json", "--key", &keys.join(",")],
         );
@@ -244,7 +238,7 @@ fn a_renamed_or_moved_kubeseal_secret_is_a_scope_mismatch() {
         original.replace(&format!("namespace: {ns}"), "namespace: elsewhere"),
     )
     .unwrap();
-    let out = kvseal(
+    let out = common::kvseal(
         dir.path(),
         &[
             "scan",
@@ -283,7 +277,7 @@ fn a_renamed_or_moved_kubeseal_secret_is_a_scope_mismatch() {
 #[test]
 fn public_certificates_only_use_the_annotation_and_say_so() {
     let root = common::repo_root();
-    let out = kvseal(
+    let out = common::kvseal(
         &root,
         &["scan", "keys-example", "--certs-only", "--format", "json"],
     );
@@ -307,7 +301,8 @@ fn public_certificates_only_use_the_annotation_and_say_so() {
             .all(|f| f["sealedWith"]["verified"] == false)
     );
     let human =
-        String::from_utf8(kvseal(&root, &["scan", "keys-example", "--certs-only"]).stdout).unwrap();
+        String::from_utf8(common::kvseal(&root, &["scan", "keys-example", "--certs-only"]).stdout)
+            .unwrap();
     assert!(human.contains("unverified"), "{human}");
 }
 
@@ -319,15 +314,15 @@ fn exit_status_severities_ignores_and_baselines() {
 
     // Clean subtree: 0. Findings: 1. No keys: 2.
     assert_eq!(
-        kvseal(root, &["scan", "apps/payments-api/overlays/prod-eu"])
+        common::kvseal(root, &["scan", "apps/payments-api/overlays/prod-eu"])
             .status
             .code(),
         Some(0)
     );
-    assert_eq!(kvseal(root, &["scan", "."]).status.code(), Some(1));
+    assert_eq!(common::kvseal(root, &["scan", "."]).status.code(), Some(1));
     std::fs::rename(root.join("certs"), root.join("certs-gone")).unwrap();
     std::fs::rename(root.join("store"), root.join("store-gone")).unwrap();
-    let out = kvseal(root, &["scan", "."]);
+    let out = common::kvseal(root, &["scan", "."]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no keys"));
     std::fs::rename(root.join("certs-gone"), root.join("certs")).unwrap();
@@ -342,9 +337,9 @@ fn exit_status_severities_ignores_and_baselines() {
         ),
     )
     .unwrap();
-    assert_eq!(kvseal(root, &["scan", "."]).status.code(), Some(0));
+    assert_eq!(common::kvseal(root, &["scan", "."]).status.code(), Some(0));
     assert_eq!(
-        kvseal(root, &["scan", ".", "--fail-on", "warning"])
+        common::kvseal(root, &["scan", ".", "--fail-on", "warning"])
             .status
             .code(),
         Some(1)
@@ -360,19 +355,19 @@ fn exit_status_severities_ignores_and_baselines() {
         1,
     );
     std::fs::write(&planted, ignored).unwrap();
-    let report = json(&kvseal(root, &["scan", ".", "--format", "json"]));
+    let report = json(&common::kvseal(root, &["scan", ".", "--format", "json"]));
     assert_eq!(report["summary"]["suppressedInline"], 1);
     assert_eq!(findings(&report).len(), 2);
 
     // Baseline: everything now known is accepted; a new problem still fails.
     assert!(
-        kvseal(root, &["scan", ".", "--write-baseline", "baseline.json"])
+        common::kvseal(root, &["scan", ".", "--write-baseline", "baseline.json"])
             .status
             .code()
             == Some(1)
     );
     assert_eq!(
-        kvseal(root, &["scan", ".", "--baseline", "baseline.json"])
+        common::kvseal(root, &["scan", ".", "--baseline", "baseline.json"])
             .status
             .code(),
         Some(0)
@@ -382,7 +377,7 @@ fn exit_status_severities_ignores_and_baselines() {
         "apiVersion: v1\nkind: Secret\nmetadata: {name: p, namespace: n}\nstringData: {a: b}\n",
     )
     .unwrap();
-    let out = kvseal(
+    let out = common::kvseal(
         root,
         &[
             "scan",
@@ -410,7 +405,7 @@ fn the_cache_makes_rescans_free_and_cannot_be_forged() {
     let cache = dir.path().join("cache.json");
     let root = common::repo_root();
     let scan = |cache: &Path| {
-        let out = kvseal(
+        let out = common::kvseal(
             &root,
             &[
                 "scan",
@@ -500,7 +495,7 @@ fn since_scans_only_files_changed_since_a_revision() {
     )
     .unwrap();
     git(&["add", "-A"]);
-    let report = json(&kvseal(
+    let report = json(&common::kvseal(
         root,
         &["scan", ".", "--since", "HEAD", "--format", "json"],
     ));
@@ -524,7 +519,7 @@ fn the_cache_remembers_that_no_key_opens_a_value_until_the_keys_change() {
     let key = repo.join("keys/sealed-secrets-master.key");
     let other = common::data("vectors/rsa4096.pem");
     let scan = |keys: &str| {
-        let out = kvseal(
+        let out = common::kvseal(
             &repo,
             &[
                 "scan",

@@ -2,29 +2,13 @@
 //! empty store, per-cluster files from a template, and merging into an existing
 //! SealedSecret in its own format and scope.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn kvseal(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvseal"))
-        .current_dir(dir)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // kvseal may exit before reading its input (an early error): a closed pipe is fine.
-    let written = child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.unwrap_or_default().as_bytes());
-    if let Err(e) = written {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    child.wait_with_output().unwrap()
+    common::kvseal_with_input(dir, args, stdin.unwrap_or_default().as_bytes())
 }
 
 fn ok(out: Output) -> String {

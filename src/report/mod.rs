@@ -142,6 +142,10 @@ fn human(report: &ScanReport, color: bool) -> String {
     out
 }
 
+fn attribution_json(a: &crate::scan::Attribution) -> Value {
+    json!({"keyset": a.keyset, "generation": a.generation, "scope": a.scope.map(|s| s.as_str()), "verified": a.verified})
+}
+
 fn finding_json(f: &Finding) -> Value {
     json!({
         "code": f.code.as_str(),
@@ -152,9 +156,7 @@ fn finding_json(f: &Finding) -> Value {
         "field": f.field,
         "message": f.message,
         "help": f.help,
-        "sealedWith": f.attribution.as_ref().map(|a| json!({
-            "keyset": a.keyset, "generation": a.generation, "scope": a.scope.map(|s| s.as_str()), "verified": a.verified,
-        })),
+        "sealedWith": f.attribution.as_ref().map(attribution_json),
         "suppressed": f.suppressed.as_ref().map(|s| match s {
             Suppression::Inline(reason) => json!({"by": "inline", "reason": reason}),
             Suppression::Baseline => json!({"by": "baseline"}),
@@ -185,9 +187,7 @@ fn json_report(report: &ScanReport) -> Value {
             "line": f.line,
             "document": f.document,
             "field": f.field,
-            "sealedWith": f.attribution.as_ref().map(|a| json!({
-                "keyset": a.keyset, "generation": a.generation, "scope": a.scope.map(|s| s.as_str()), "verified": a.verified,
-            })),
+            "sealedWith": f.attribution.as_ref().map(attribution_json),
         })).collect::<Vec<_>>(),
     })
 }

@@ -94,3 +94,31 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// Runs the `kvseal` binary in `dir` with `stdin` as its input.
+pub fn kvseal_with_input(
+    dir: &std::path::Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kvseal"))
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // kvseal may exit before reading its input (an early error): a closed pipe is fine.
+    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Runs the `kvseal` binary in `dir` with no input.
+pub fn kvseal(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    kvseal_with_input(dir, args, b"")
+}
