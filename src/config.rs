@@ -206,7 +206,15 @@ impl Config {
             path: path.display().to_string(),
             cause,
         })?;
+        // Absolute once here, so that matching a file against the path patterns never has to
+        // resolve the base directory again.
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base_dir = std::fs::canonicalize(if base_dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            &base_dir
+        })
+        .unwrap_or(base_dir);
         Config::parse(&text, path, &base_dir)
     }
 

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 
 use kvseal::config::Config;
 use kvseal::format::{self, Scope, SessionKey};
@@ -28,18 +26,7 @@ fn gocheck() -> PathBuf {
 }
 
 fn run(args: &[&std::ffi::OsStr], stdin: &[u8]) -> Result<Vec<u8>, String> {
-    let mut child = Command::new(gocheck())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // gocheck may exit before reading its input (an early error): a closed pipe is fine.
-    if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
-        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = common::run_with_input(&gocheck(), &std::env::temp_dir(), args, stdin);
     if out.status.success() {
         Ok(out.stdout)
     } else {

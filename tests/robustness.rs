@@ -12,6 +12,19 @@ fn kvseal(dir: &std::path::Path, args: &[&str], stdin: &str) -> Output {
 
 const CONFIG: &str = "store = \"dir:store\"\ncert_dir = \"certs\"\n[keysets.main]\n[clusters.one]\nkeyset = \"main\"\n";
 
+/// A temporary fleet with one cluster and one generation of its key set.
+fn fleet_with_one_generation() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kvseal.toml"), CONFIG).unwrap();
+    let out = kvseal(dir.path(), &["keys", "generate", "--keyset", "main"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 #[test]
 fn parse_errors_never_quote_secret_values() {
     let secret_value = "hunter2-do-not-print";
@@ -52,13 +65,7 @@ fn parse_errors_never_quote_secret_values() {
 
 #[test]
 fn export_never_removes_certificates_the_store_knows_nothing_about() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kvseal.toml"), CONFIG).unwrap();
-    assert!(
-        kvseal(dir.path(), &["keys", "generate", "--keyset", "main"], "")
-            .status
-            .success()
-    );
+    let dir = fleet_with_one_generation();
     let cert = dir.path().join("certs/main/0001.pem");
     assert!(cert.is_file());
 
@@ -72,13 +79,7 @@ fn export_never_removes_certificates_the_store_knows_nothing_about() {
 
 #[test]
 fn a_generation_cut_short_does_not_block_the_next_one() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kvseal.toml"), CONFIG).unwrap();
-    assert!(
-        kvseal(dir.path(), &["keys", "generate", "--keyset", "main"], "")
-            .status
-            .success()
-    );
+    let dir = fleet_with_one_generation();
     // A crash right after claiming generation 2 left an empty directory.
     std::fs::create_dir(dir.path().join("store/main/0002")).unwrap();
     let out = kvseal(dir.path(), &["keys", "generate", "--keyset", "main"], "");
@@ -98,13 +99,7 @@ fn a_generation_cut_short_does_not_block_the_next_one() {
 
 #[test]
 fn an_empty_sealed_secret_unseals_to_an_empty_secret() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kvseal.toml"), CONFIG).unwrap();
-    assert!(
-        kvseal(dir.path(), &["keys", "generate", "--keyset", "main"], "")
-            .status
-            .success()
-    );
+    let dir = fleet_with_one_generation();
     let empty = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: e\n  namespace: n\n";
     let sealed = kvseal(
         dir.path(),

@@ -211,9 +211,7 @@ impl Targets {
             };
         };
         let absolute = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let base =
-            std::fs::canonicalize(&config.base_dir).unwrap_or_else(|_| config.base_dir.clone());
-        let relative = absolute.strip_prefix(&base).unwrap_or(&absolute);
+        let relative = absolute.strip_prefix(&config.base_dir).unwrap_or(&absolute);
         let mut by_keyset: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for cluster in config.clusters_for_path(relative) {
             by_keyset

@@ -93,11 +93,12 @@ impl ScanReport {
 pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
     let operations_before = crate::keys::private_operations();
     let (files, walk_errors) = find_manifest_files(paths);
+    let root = std::fs::canonicalize(&options.root).unwrap_or_else(|_| options.root.clone());
     let done = std::sync::atomic::AtomicUsize::new(0);
     let results: Vec<check::FileResult> = files
         .par_iter()
         .map(|path| {
-            let result = check::check_file(path, &display_path(path, &options.root), options);
+            let result = check::check_file(path, &display_path(path, &root), options);
             if let Some(progress) = options.progress {
                 progress(
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
@@ -114,10 +115,9 @@ pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
         ..Default::default()
     };
     for (path, message) in walk_errors {
-        report.findings.push(check::file_error(
-            &display_path(&path, &options.root),
-            message,
-        ));
+        report
+            .findings
+            .push(check::file_error(&display_path(&path, &root), message));
     }
     for result in results {
         report.findings.extend(result.findings);
@@ -146,10 +146,10 @@ pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
     report
 }
 
+/// `path` relative to `root` (already absolute) where it lies below it.
 fn display_path(path: &Path, root: &Path) -> String {
-    let absolute = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let (path_abs, root_abs) = (absolute(path), absolute(root));
-    match path_abs.strip_prefix(&root_abs) {
+    let path_abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    match path_abs.strip_prefix(root) {
         Ok(relative) => relative.display().to_string(),
         Err(_) => path.display().to_string(),
     }

@@ -101,9 +101,24 @@ pub fn kvseal_with_input(
     args: &[&str],
     stdin: &[u8],
 ) -> std::process::Output {
+    run_with_input(
+        std::path::Path::new(env!("CARGO_BIN_EXE_kvseal")),
+        dir,
+        args,
+        stdin,
+    )
+}
+
+/// Runs a program in `dir` with `stdin` as its input.
+pub fn run_with_input<S: AsRef<std::ffi::OsStr>>(
+    program: &std::path::Path,
+    dir: &std::path::Path,
+    args: &[S],
+    stdin: &[u8],
+) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kvseal"))
+    let mut child = Command::new(program)
         .current_dir(dir)
         .args(args)
         .stdin(Stdio::piped())
@@ -111,7 +126,7 @@ pub fn kvseal_with_input(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // kvseal may exit before reading its input (an early error): a closed pipe is fine.
+    // The program may exit before reading its input (an early error): a closed pipe is fine.
     if let Err(e) = child.stdin.take().unwrap().write_all(stdin) {
         assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
     }
