@@ -151,7 +151,7 @@ fn reseal_file(
         let mut entries: Vec<(&String, &String)> = sealed.spec.encrypted_data.iter().collect();
         entries.sort();
         for (field, value) in entries {
-            match open_field(sealed, value, &targets, scan) {
+            match open_field(sealed, value, &targets, scan, None, None) {
                 Opened::With {
                     key,
                     scope: Some(scope),

@@ -461,6 +461,47 @@ fn the_cache_makes_rescans_free_and_cannot_be_forged() {
 }
 
 #[test]
+fn a_partial_scan_keeps_the_cache_of_files_it_did_not_visit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let root = common::repo_root();
+    let scan = |path: &str| {
+        let out = common::kvseal(
+            &root,
+            &[
+                "scan",
+                path,
+                "--format",
+                "json",
+                "--cache",
+                cache.to_str().unwrap(),
+            ],
+        );
+        json(&out)["summary"]["privateKeyOperations"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(scan("keys-example"), 17);
+    // A pull-request scan of one file: its entry is rewritten, every other one copied.
+    assert_eq!(
+        scan("keys-example/apps/payments-api/overlays/dev/sealed-payments-db.yaml"),
+        0
+    );
+    assert_eq!(scan("keys-example/apps/payments-api/overlays/prod-eu"), 0);
+    assert_eq!(scan("keys-example"), 0, "nothing was lost from the cache");
+    // A damaged cache only costs work again.
+    std::fs::write(
+        &cache,
+        "# kvseal verified-result cache v2\nfile \"x\"\nnot an entry\n",
+    )
+    .unwrap();
+    assert_eq!(scan("keys-example"), 17);
+    assert_eq!(scan("keys-example"), 0);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "no temporary file is left beside the cache");
+}
+
+#[test]
 fn since_scans_only_files_changed_since_a_revision() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();

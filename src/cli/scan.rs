@@ -1,18 +1,19 @@
 //! `kvseal scan`: find SealedSecrets that their clusters cannot decrypt, and plain Secrets.
 //! Exit status: 0 nothing at or above --fail-on, 1 findings at or above it, 2 could not run.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
 use kvseal::config::Config;
-use kvseal::report::{self, ReportFormat};
+use kvseal::fsutil::AtomicFile;
+use kvseal::report::{ReportFormat, ReportWriter};
 use kvseal::scan::{self, Keyring, ScanOptions, Severity, VerifiedCache};
 use time::OffsetDateTime;
 
 use super::ConfigSource;
-use super::io::{read_key_file, write_file, write_stdout};
+use super::io::read_key_file;
 
 /// Exit status when the scan could not run.
 const EXIT_COULD_NOT_RUN: u8 = 2;
@@ -118,7 +119,7 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         Some(path) => read_baseline(path)?,
         None => Default::default(),
     };
-    let cache = args.cache.as_deref().map(VerifiedCache::load);
+    let cache = args.cache.as_deref().map(VerifiedCache::open);
     let bar = ProgressAfterOneSecond::new();
     let progress = |done: usize, total: usize| bar.update(done, total);
     let options = ScanOptions {
@@ -131,22 +132,6 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         progress: Some(&progress),
         cache: cache.as_ref(),
     };
-    let report = scan::scan(&paths, &options);
-    bar.finish();
-    if let Some(Err(e)) = cache.as_ref().map(VerifiedCache::save) {
-        eprintln!(
-            "warning: cannot write the cache {}: {e}",
-            cache_path_display(&args)
-        );
-    }
-
-    if let Some(path) = &args.write_baseline {
-        let fingerprints: Vec<String> = report.findings.iter().map(|f| f.fingerprint()).collect();
-        let text = serde_json::to_string_pretty(
-            &serde_json::json!({"version": 1, "findings": fingerprints}),
-        )?;
-        write_file(path, &(text + "\n"))?;
-    }
 
     let format = match args.format {
         Format::Human => ReportFormat::Human,
@@ -159,17 +144,56 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
         && args.output.is_none()
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         && std::io::stdout().is_terminal();
-    let text = report::render(&report, format, color);
-    match &args.output {
-        Some(path) => write_file(path, &text)?,
-        None => write_stdout(&text)?,
+    // The report and the baseline are written as the scan goes; files are replaced only
+    // once the scan has finished.
+    let out = match &args.output {
+        Some(path) => Output::File(create_atomic(path)?),
+        None => Output::Stdout(std::io::stdout().lock()),
+    };
+    let mut report = ReportWriter::begin(out, format, color, keyring.has_private_keys())
+        .context("cannot write the report")?;
+    let mut baseline = match &args.write_baseline {
+        Some(path) => Some(BaselineWriter::create(path)?),
+        None => None,
+    };
+    let mut write_error: Option<std::io::Error> = None;
+    let summary = scan::scan_each(&paths, &options, &mut |outcome| {
+        if write_error.is_some() {
+            return;
+        }
+        let written = report.file(&outcome).and_then(|()| match &mut baseline {
+            Some(baseline) => baseline.add(&outcome.findings),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
+            write_error = Some(e);
+        }
+    });
+    bar.finish();
+    if let Some(e) = write_error {
+        return Err(e).context("cannot write the report");
+    }
+    let out = report.finish(&summary).context("cannot write the report")?;
+    if let (Some(baseline), Some(path)) = (baseline, &args.write_baseline) {
+        baseline
+            .finish()
+            .with_context(|| format!("cannot write the baseline {}", path.display()))?;
+    }
+    if let (Output::File(file), Some(path)) = (out, &args.output) {
+        file.commit()
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let (Some(cache), Some(path)) = (&cache, &args.cache)
+        && let Err(e) = cache.save()
+    {
+        eprintln!("warning: cannot write the cache {}: {e}", path.display());
     }
     let fail_on = match args.fail_on {
         FailOn::Error => Severity::Error,
         FailOn::Warning => Severity::Warning,
         FailOn::Note => Severity::Note,
     };
-    Ok(if report.failing(fail_on).next().is_some() {
+    Ok(if summary.failing(fail_on) > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -274,11 +298,73 @@ fn read_baseline(path: &Path) -> anyhow::Result<std::collections::BTreeSet<Strin
         .collect())
 }
 
-fn cache_path_display(args: &Args) -> String {
-    args.cache
-        .as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
+/// Where the report goes: stdout, or a file that replaces its target once complete.
+enum Output<'a> {
+    Stdout(std::io::StdoutLock<'a>),
+    File(AtomicFile),
+}
+
+impl Write for Output<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            // `kvseal scan | head`: a reader that has gone is not an error; the scan still
+            // finishes, for its exit status.
+            Output::Stdout(out) => match out.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+                other => other,
+            },
+            Output::File(file) => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Output::Stdout(out) => match out.flush() {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                other => other,
+            },
+            Output::File(file) => file.flush(),
+        }
+    }
+}
+
+fn create_atomic(path: &Path) -> anyhow::Result<AtomicFile> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    AtomicFile::create(path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `--write-baseline`: the fingerprints of the current findings, streamed.
+struct BaselineWriter {
+    file: AtomicFile,
+    first: bool,
+}
+
+impl BaselineWriter {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        let mut file = create_atomic(path)?;
+        write!(file, "{{\n  \"version\": 1,\n  \"findings\": [")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { file, first: true })
+    }
+
+    fn add(&mut self, findings: &[scan::Finding]) -> std::io::Result<()> {
+        for finding in findings {
+            let separator = if self.first { "" } else { "," };
+            self.first = false;
+            let fingerprint = serde_json::to_string(&finding.fingerprint())?;
+            write!(self.file, "{separator}\n    {fingerprint}")?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        let close = if self.first { "]" } else { "\n  ]" };
+        write!(self.file, "{close}\n}}\n")?;
+        self.file.commit()
+    }
 }
 
 /// A progress bar on stderr for scans that take longer than a second, when stderr is a

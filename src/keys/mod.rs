@@ -158,6 +158,11 @@ impl PublicKey {
         &self.spki_der
     }
 
+    /// The modulus, big-endian, as long as the key size in bytes.
+    pub fn modulus(&self) -> &[u8] {
+        &self.modulus
+    }
+
     /// Modulus size in bits.
     pub fn bits(&self) -> usize {
         self.oaep.key_size_bits()

@@ -1,9 +1,11 @@
-//! Rendering scan reports for people and for CI systems. Rendering returns text; the
-//! binary decides where it goes.
+//! Scan reports for people and for CI systems, written as the scan goes to whatever writer
+//! the binary chooses.
+
+use std::io::{self, Write};
 
 use serde_json::{Value, json};
 
-use crate::scan::{Code, Finding, ScanReport, Severity, Suppression};
+use crate::scan::{Code, FieldReport, FileOutcome, Finding, ScanSummary, Severity, Suppression};
 
 /// Output formats of `kvseal scan`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,94 +22,175 @@ pub enum ReportFormat {
     Azure,
 }
 
-/// Renders a report. `color` adds ANSI colours to the human format.
-pub fn render(report: &ScanReport, format: ReportFormat, color: bool) -> String {
-    match format {
-        ReportFormat::Human => human(report, color),
-        ReportFormat::Json => pretty(&json_report(report)),
-        ReportFormat::Sarif => pretty(&sarif(report)),
-        ReportFormat::Github => github(report),
-        ReportFormat::Azure => azure(report),
+/// Writes a scan report as the scan goes: [`ReportWriter::begin`], then
+/// [`ReportWriter::file`] for each file's outcome in order, then [`ReportWriter::finish`]
+/// with the counts. Nothing about earlier files is kept, except the field list of the JSON
+/// format (which only `--fields` fills).
+pub struct ReportWriter<W: Write> {
+    out: W,
+    format: ReportFormat,
+    color: bool,
+    verified: bool,
+    /// Whether a finding (JSON, SARIF) or a file group (human) has been written.
+    wrote_any: bool,
+    json_fields: Vec<Value>,
+}
+
+impl<W: Write> ReportWriter<W> {
+    /// Writes what comes before the first file. `verified` says whether the scan decrypts.
+    pub fn begin(
+        mut out: W,
+        format: ReportFormat,
+        color: bool,
+        verified: bool,
+    ) -> io::Result<Self> {
+        match format {
+            ReportFormat::Json => {
+                write!(
+                    out,
+                    "{{\n  \"version\": 1,\n  \"verified\": {verified},\n  \"findings\": ["
+                )?;
+            }
+            ReportFormat::Sarif => {
+                let head = json!({
+                    "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+                    "version": "2.1.0",
+                    "runs": [{"tool": {"driver": sarif_driver()}, "results": []}],
+                });
+                // Everything up to the empty results array, which the findings then fill.
+                let text = serde_json::to_string_pretty(&head).map_err(io::Error::other)?;
+                let cut = text
+                    .rfind("\"results\": []")
+                    .ok_or_else(|| io::Error::other("SARIF template"))?;
+                write!(out, "{}\"results\": [", &text[..cut])?;
+            }
+            ReportFormat::Human | ReportFormat::Github | ReportFormat::Azure => {}
+        }
+        Ok(Self {
+            out,
+            format,
+            color,
+            verified,
+            wrote_any: false,
+            json_fields: Vec::new(),
+        })
     }
-}
 
-fn pretty(value: &Value) -> String {
-    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
-    text.push('\n');
-    text
-}
-
-struct Counts {
-    errors: usize,
-    warnings: usize,
-    notes: usize,
-    inline: usize,
-    baseline: usize,
-}
-
-fn counts(report: &ScanReport) -> Counts {
-    let mut c = Counts {
-        errors: 0,
-        warnings: 0,
-        notes: 0,
-        inline: 0,
-        baseline: 0,
-    };
-    for f in &report.findings {
-        match (&f.suppressed, f.severity) {
-            (Some(Suppression::Inline(_)), _) => c.inline += 1,
-            (Some(Suppression::Baseline), _) => c.baseline += 1,
-            (None, Severity::Error) => c.errors += 1,
-            (None, Severity::Warning) => c.warnings += 1,
-            (None, Severity::Note) => c.notes += 1,
+    /// Writes one file's findings (and fields, when collected).
+    pub fn file(&mut self, outcome: &FileOutcome) -> io::Result<()> {
+        match self.format {
+            ReportFormat::Human => self.human_file(outcome),
+            ReportFormat::Json => {
+                for f in &outcome.findings {
+                    self.json_element(&finding_json(f), 4)?;
+                }
+                self.json_fields
+                    .extend(outcome.fields.iter().map(field_json));
+                Ok(())
+            }
+            ReportFormat::Sarif => {
+                for f in &outcome.findings {
+                    self.json_element(&sarif_result(f), 8)?;
+                }
+                Ok(())
+            }
+            ReportFormat::Github => {
+                for f in outcome.findings.iter().filter(|f| f.suppressed.is_none()) {
+                    self.out.write_all(github_line(f).as_bytes())?;
+                }
+                Ok(())
+            }
+            ReportFormat::Azure => {
+                for f in outcome.findings.iter().filter(|f| f.suppressed.is_none()) {
+                    self.out.write_all(azure_line(f).as_bytes())?;
+                }
+                Ok(())
+            }
         }
     }
-    c
-}
 
-fn human(report: &ScanReport, color: bool) -> String {
-    let paint = |code: &str, text: &str| {
-        if color {
+    /// Writes the summary and whatever closes the document; returns the writer.
+    pub fn finish(mut self, summary: &ScanSummary) -> io::Result<W> {
+        match self.format {
+            ReportFormat::Human => self.human_summary(summary)?,
+            ReportFormat::Json => {
+                self.close_array(2)?;
+                let fields = Value::Array(std::mem::take(&mut self.json_fields));
+                write!(
+                    self.out,
+                    ",\n  \"fields\": {},\n  \"summary\": {}\n}}\n",
+                    indent(&pretty(&fields), 2),
+                    indent(&pretty(&summary_json(summary)), 2)
+                )?;
+            }
+            ReportFormat::Sarif => {
+                self.close_array(6)?;
+                write!(self.out, "\n    }}\n  ]\n}}\n")?;
+            }
+            ReportFormat::Github | ReportFormat::Azure => {}
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+
+    /// One element of the open JSON array, pretty-printed at `depth` spaces.
+    fn json_element(&mut self, value: &Value, depth: usize) -> io::Result<()> {
+        let separator = if self.wrote_any { "," } else { "" };
+        self.wrote_any = true;
+        write!(
+            self.out,
+            "{separator}\n{}{}",
+            " ".repeat(depth),
+            indent(&pretty(value), depth)
+        )
+    }
+
+    /// Closes the open JSON array, whose brackets sit at `depth` spaces.
+    fn close_array(&mut self, depth: usize) -> io::Result<()> {
+        if self.wrote_any {
+            write!(self.out, "\n{}]", " ".repeat(depth))
+        } else {
+            write!(self.out, "]")
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
             format!("\u{1b}[{code}m{text}\u{1b}[0m")
         } else {
             text.to_owned()
         }
-    };
-    let mut out = String::new();
-    let mut current_file: Option<&str> = None;
-    for f in report.findings.iter().filter(|f| f.suppressed.is_none()) {
-        if current_file != Some(&f.file) {
-            if current_file.is_some() {
-                out.push('\n');
-            }
-            out.push_str(&paint("1", &f.file));
-            out.push('\n');
-            current_file = Some(&f.file);
+    }
+
+    fn human_file(&mut self, outcome: &FileOutcome) -> io::Result<()> {
+        let findings: Vec<&Finding> = outcome
+            .findings
+            .iter()
+            .filter(|f| f.suppressed.is_none())
+            .collect();
+        if findings.is_empty() && outcome.fields.is_empty() {
+            return Ok(());
         }
-        let level = match f.severity {
-            Severity::Error => paint("31;1", "error"),
-            Severity::Warning => paint("33;1", "warning"),
-            Severity::Note => paint("36;1", "note"),
-        };
-        let document = f
-            .document
-            .as_deref()
-            .map(|d| format!(" {d}"))
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "  {:>4}: {level}[{}]{document}: {}\n",
-            f.line, f.code, f.message
-        ));
-        out.push_str(&format!("        help: {}\n", f.help));
-    }
-    let c = counts(report);
-    if current_file.is_some() {
-        out.push('\n');
-    }
-    if !report.fields.is_empty() {
-        out.push_str(&paint("1", "fields and the keys that open them"));
-        out.push('\n');
-        for f in &report.fields {
+        let mut text = self.paint("1", &outcome.file);
+        text.push('\n');
+        for f in findings {
+            let level = match f.severity {
+                Severity::Error => self.paint("31;1", "error"),
+                Severity::Warning => self.paint("33;1", "warning"),
+                Severity::Note => self.paint("36;1", "note"),
+            };
+            let document = f
+                .document
+                .as_deref()
+                .map(|d| format!(" {d}"))
+                .unwrap_or_default();
+            text.push_str(&format!(
+                "  {:>4}: {level}[{}]{document}: {}\n",
+                f.line, f.code, f.message
+            ));
+            text.push_str(&format!("        help: {}\n", f.help));
+        }
+        for f in &outcome.fields {
             let opened = match &f.attribution {
                 Some(a) => format!(
                     "{a} ({} scope{})",
@@ -117,29 +200,60 @@ fn human(report: &ScanReport, color: bool) -> String {
                 ),
                 None => "no known key".to_owned(),
             };
+            text.push_str(&format!(
+                "  {:>4}: {} {} {}: {opened}\n",
+                f.line,
+                self.paint("2", "field"),
+                f.document,
+                f.field
+            ));
+        }
+        text.push('\n');
+        self.wrote_any = true;
+        self.out.write_all(text.as_bytes())
+    }
+
+    fn human_summary(&mut self, c: &ScanSummary) -> io::Result<()> {
+        let mut out = format!(
+            "{} error(s), {} warning(s), {} note(s) in {} file(s): {} SealedSecret(s), {} encrypted field(s)",
+            c.errors, c.warnings, c.notes, c.files, c.sealed_secrets, c.field_count
+        );
+        if c.suppressed_inline + c.suppressed_by_baseline > 0 {
             out.push_str(&format!(
-                "  {}:{} {} {}: {opened}\n",
-                f.file, f.line, f.document, f.field
+                "; suppressed: {} inline, {} by baseline",
+                c.suppressed_inline, c.suppressed_by_baseline
             ));
         }
         out.push('\n');
+        if !self.verified && c.field_count > 0 {
+            out.push_str("note: no private keys were available; results come from the sealing-key annotations and are unverified\n");
+        }
+        self.out.write_all(out.as_bytes())
     }
-    let fields = report.field_count;
-    out.push_str(&format!(
-        "{} error(s), {} warning(s), {} note(s) in {} file(s): {} SealedSecret(s), {} encrypted field(s)",
-        c.errors, c.warnings, c.notes, report.files, report.sealed_secrets, fields
-    ));
-    if c.inline + c.baseline > 0 {
-        out.push_str(&format!(
-            "; suppressed: {} inline, {} by baseline",
-            c.inline, c.baseline
-        ));
-    }
-    out.push('\n');
-    if !report.verified && fields > 0 {
-        out.push_str("note: no private keys were available; results come from the sealing-key annotations and are unverified\n");
-    }
-    out
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// Indents every line after the first by `depth` spaces (the first sits where it is put).
+fn indent(text: &str, depth: usize) -> String {
+    text.replace('\n', &format!("\n{}", " ".repeat(depth)))
+}
+
+fn summary_json(c: &ScanSummary) -> Value {
+    json!({
+        "files": c.files,
+        "sealedSecrets": c.sealed_secrets,
+        "fields": c.field_count,
+        "errors": c.errors,
+        "warnings": c.warnings,
+        "notes": c.notes,
+        "suppressedInline": c.suppressed_inline,
+        "suppressedByBaseline": c.suppressed_by_baseline,
+        "privateKeyOperations": c.private_operations,
+        "verified": c.verified,
+    })
 }
 
 fn attribution_json(a: &crate::scan::Attribution) -> Value {
@@ -165,30 +279,13 @@ fn finding_json(f: &Finding) -> Value {
     })
 }
 
-fn json_report(report: &ScanReport) -> Value {
-    let c = counts(report);
+fn field_json(f: &FieldReport) -> Value {
     json!({
-        "version": 1,
-        "verified": report.verified,
-        "summary": {
-            "files": report.files,
-            "sealedSecrets": report.sealed_secrets,
-            "fields": report.field_count,
-            "errors": c.errors,
-            "warnings": c.warnings,
-            "notes": c.notes,
-            "suppressedInline": c.inline,
-            "suppressedByBaseline": c.baseline,
-            "privateKeyOperations": report.private_operations,
-        },
-        "findings": report.findings.iter().map(finding_json).collect::<Vec<_>>(),
-        "fields": report.fields.iter().map(|f| json!({
-            "file": f.file,
-            "line": f.line,
-            "document": f.document,
-            "field": f.field,
-            "sealedWith": f.attribution.as_ref().map(attribution_json),
-        })).collect::<Vec<_>>(),
+        "file": f.file,
+        "line": f.line,
+        "document": f.document,
+        "field": f.field,
+        "sealedWith": f.attribution.as_ref().map(attribution_json),
     })
 }
 
@@ -200,7 +297,7 @@ fn sarif_level(severity: Severity) -> &'static str {
     }
 }
 
-fn sarif(report: &ScanReport) -> Value {
+fn sarif_driver() -> Value {
     let rules: Vec<Value> = Code::ALL
         .iter()
         .map(|code| {
@@ -211,45 +308,37 @@ fn sarif(report: &ScanReport) -> Value {
             })
         })
         .collect();
-    let results: Vec<Value> = report
-        .findings
-        .iter()
-        .map(|f| {
-            let rule_index = Code::ALL.iter().position(|c| *c == f.code).unwrap_or(0);
-            let mut result = json!({
-                "ruleId": f.code.as_str(),
-                "ruleIndex": rule_index,
-                "level": sarif_level(f.severity),
-                "message": {"text": format!("{} Fix: {}", f.message, f.help)},
-                "locations": [{
-                    "physicalLocation": {
-                        "artifactLocation": {"uri": f.file.replace('\\', "/")},
-                        "region": {"startLine": f.line.max(1)},
-                    }
-                }],
-                "partialFingerprints": {"kvsealFinding/v1": f.fingerprint()},
-            });
-            if let Some(s) = &f.suppressed {
-                result["suppressions"] = match s {
-                    Suppression::Inline(reason) => json!([{"kind": "inSource", "justification": reason}]),
-                    Suppression::Baseline => json!([{"kind": "external", "justification": "listed in the kvseal baseline"}]),
-                };
-            }
-            result
-        })
-        .collect();
     json!({
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "kvseal",
-                "version": env!("CARGO_PKG_VERSION"),
-                "rules": rules,
-            }},
-            "results": results,
-        }],
+        "name": "kvseal",
+        "version": env!("CARGO_PKG_VERSION"),
+        "rules": rules,
     })
+}
+
+fn sarif_result(f: &Finding) -> Value {
+    let rule_index = Code::ALL.iter().position(|c| *c == f.code).unwrap_or(0);
+    let mut result = json!({
+        "ruleId": f.code.as_str(),
+        "ruleIndex": rule_index,
+        "level": sarif_level(f.severity),
+        "message": {"text": format!("{} Fix: {}", f.message, f.help)},
+        "locations": [{
+            "physicalLocation": {
+                "artifactLocation": {"uri": f.file.replace('\\', "/")},
+                "region": {"startLine": f.line.max(1)},
+            }
+        }],
+        "partialFingerprints": {"kvsealFinding/v1": f.fingerprint()},
+    });
+    if let Some(s) = &f.suppressed {
+        result["suppressions"] = match s {
+            Suppression::Inline(reason) => json!([{"kind": "inSource", "justification": reason}]),
+            Suppression::Baseline => {
+                json!([{"kind": "external", "justification": "listed in the kvseal baseline"}])
+            }
+        };
+    }
+    result
 }
 
 /// Replaces characters by their escapes, as CI logging commands require.
@@ -293,23 +382,19 @@ fn github_escape(text: &str, property: bool) -> String {
     )
 }
 
-fn github(report: &ScanReport) -> String {
-    let mut out = String::new();
-    for f in report.findings.iter().filter(|f| f.suppressed.is_none()) {
-        let command = match f.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Note => "notice",
-        };
-        out.push_str(&format!(
-            "::{command} file={},line={},title={}::{}\n",
-            github_escape(&f.file, true),
-            f.line,
-            github_escape(&format!("kvseal {}", f.code), true),
-            github_escape(&format!("{} Fix: {}", f.message, f.help), false)
-        ));
-    }
-    out
+fn github_line(f: &Finding) -> String {
+    let command = match f.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Note => "notice",
+    };
+    format!(
+        "::{command} file={},line={},title={}::{}\n",
+        github_escape(&f.file, true),
+        f.line,
+        github_escape(&format!("kvseal {}", f.code), true),
+        github_escape(&format!("{} Fix: {}", f.message, f.help), false)
+    )
 }
 
 /// Azure Pipelines' escaping for logging command properties and messages.
@@ -317,24 +402,20 @@ fn azure_escape(text: &str, property: bool) -> String {
     escape(text, if property { AZURE_PROPERTY } else { AZURE_DATA })
 }
 
-fn azure(report: &ScanReport) -> String {
-    let mut out = String::new();
-    for f in report.findings.iter().filter(|f| f.suppressed.is_none()) {
-        // Azure Pipelines knows only errors and warnings.
-        let kind = if f.severity == Severity::Error {
-            "error"
-        } else {
-            "warning"
-        };
-        out.push_str(&format!(
-            "##vso[task.logissue type={kind};sourcepath={};linenumber={};code={};]{}\n",
-            azure_escape(&f.file, true),
-            f.line,
-            azure_escape(f.code.as_str(), true),
-            azure_escape(&format!("{} Fix: {}", f.message, f.help), false)
-        ));
-    }
-    out
+fn azure_line(f: &Finding) -> String {
+    // Azure Pipelines knows only errors and warnings.
+    let kind = if f.severity == Severity::Error {
+        "error"
+    } else {
+        "warning"
+    };
+    format!(
+        "##vso[task.logissue type={kind};sourcepath={};linenumber={};code={};]{}\n",
+        azure_escape(&f.file, true),
+        f.line,
+        azure_escape(f.code.as_str(), true),
+        azure_escape(&format!("{} Fix: {}", f.message, f.help), false)
+    )
 }
 
 #[cfg(test)]

@@ -7,22 +7,30 @@
 //! authenticated with a key derived from every private key of the keyring, so it lapses when
 //! the keyring changes; forging one could only add a finding. Entries carry no plaintext.
 //!
-//! The file is text, one entry a line: `value-hash key-fingerprint|- label-hash mac`.
+//! The file is text: a `file "<path>"` line for each scanned file, in scan order, then one
+//! line per sealed value in it: `value-hash key-fingerprint|- label-hash mac`. Because the
+//! scan walks files in order, the old cache is read and the new one written as the scan
+//! goes, one file's entries at a time: the cache never needs memory that grows with the
+//! repository. Sections of files this scan does not visit are copied through unchanged.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hmac;
 
+use crate::fsutil::AtomicFile;
 use crate::keys::{Fingerprint, PrivateKey};
 
-const HEADER: &str = "# kvseal verified-result cache v1";
+const HEADER: &str = "# kvseal verified-result cache v2";
+const SECTION: &str = "file ";
 const MAC_CONTEXT: &[u8] = b"kvseal verified-result cache v1";
 const NO_KEY: &str = "-";
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Entry {
     /// `None` for a negative entry.
     key: Option<Fingerprint>,
@@ -38,12 +46,36 @@ pub(crate) enum Cached {
     NoKey,
 }
 
-/// A cache file, loaded once and written back with what the scan learned.
+/// A cache file: the old one is read and the new one written as the scan goes.
 pub struct VerifiedCache {
     path: PathBuf,
     keyring_key: std::sync::OnceLock<hmac::Key>,
+    io: Mutex<CacheIo>,
+}
+
+struct CacheIo {
+    /// The old cache, positioned after `pending`.
+    old: Option<std::io::Lines<BufReader<std::fs::File>>>,
+    /// The next section's path in the old cache, read but not yet consumed.
+    pending: Option<String>,
+    /// The new cache, until it is committed.
+    new: Option<AtomicFile>,
+    /// The last section written: sections go out in strictly increasing `Path` order, so
+    /// that the next scan can read them in step with its walk.
+    last_written: Option<String>,
+    /// Whether the new cache differs from the old one.
+    changed: bool,
+    /// The first error writing the new cache, reported by [`VerifiedCache::save`].
+    error: Option<std::io::Error>,
+}
+
+/// The cache entries of one file while it is checked (on one thread).
+pub(crate) struct FileCache<'c> {
+    cache: &'c VerifiedCache,
+    file: String,
     known: HashMap<[u8; 32], Entry>,
-    learned: Mutex<HashMap<[u8; 32], Entry>>,
+    /// Entries that hold for this file now: found valid in the old cache, or learned.
+    kept: RefCell<HashMap<[u8; 32], Entry>>,
 }
 
 /// The SHA-256 of a decoded sealed value: the cache's lookup key.
@@ -111,22 +143,132 @@ fn parse_line(line: &str) -> Option<([u8; 32], Entry)> {
     ))
 }
 
+/// `file "<path>"`.
+fn section_header(file: &str) -> String {
+    format!(
+        "{SECTION}{}",
+        serde_json::to_string(file).unwrap_or_default()
+    )
+}
+
+fn parse_section_header(line: &str) -> Option<String> {
+    serde_json::from_str(line.strip_prefix(SECTION)?).ok()
+}
+
+fn entry_line(value_hash: &[u8; 32], entry: &Entry) -> String {
+    let key = entry
+        .key
+        .map_or_else(|| NO_KEY.to_owned(), |k| k.to_string());
+    format!(
+        "{} {key} {} {}",
+        hex::encode(value_hash),
+        hex::encode(entry.label_hash),
+        hex::encode(entry.mac)
+    )
+}
+
+/// The order files are walked in, and sections written in.
+fn path_order(a: &str, b: &str) -> std::cmp::Ordering {
+    Path::new(a).cmp(Path::new(b))
+}
+
+impl CacheIo {
+    /// Consumes the old cache's next section: its path and entry lines.
+    fn take_old_section(&mut self) -> Option<(String, Vec<String>)> {
+        let path = self.pending.take()?;
+        let mut lines = Vec::new();
+        if let Some(old) = &mut self.old {
+            // A read error ends the old cache early: the scan just does more work.
+            while let Some(Ok(line)) = old.next() {
+                if let Some(next) = parse_section_header(&line) {
+                    self.pending = Some(next);
+                    break;
+                }
+                lines.push(line);
+            }
+        }
+        Some((path, lines))
+    }
+
+    fn write_section<S: AsRef<str>>(&mut self, file: &str, lines: &[S]) {
+        if lines.is_empty() {
+            return;
+        }
+        if self
+            .last_written
+            .as_deref()
+            .is_some_and(|last| path_order(file, last).is_le())
+        {
+            // Out of walk order (overlapping scan roots): dropping it only costs work later.
+            self.changed = true;
+            return;
+        }
+        let Some(new) = &mut self.new else { return };
+        let mut write = || -> std::io::Result<()> {
+            writeln!(new, "{}", section_header(file))?;
+            for line in lines {
+                writeln!(new, "{}", line.as_ref())?;
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            self.error.get_or_insert(e);
+            self.new = None;
+        }
+        self.last_written = Some(file.to_owned());
+    }
+}
+
 impl VerifiedCache {
-    /// Loads the cache at `path`; a missing, unreadable or damaged file (or line) only makes
-    /// the scan do the work again: a cache never changes results, only their cost.
-    pub fn load(path: &Path) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let known = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(parse_line)
-            .collect();
+    /// Opens the cache at `path`. A missing, unreadable or damaged file (or line) only
+    /// makes the scan do the work again: a cache never changes results, only their cost.
+    /// The new cache is written beside it and replaces it at [`VerifiedCache::save`].
+    pub fn open(path: &Path) -> Self {
+        let mut io = CacheIo {
+            old: None,
+            pending: None,
+            new: None,
+            last_written: None,
+            changed: false,
+            error: None,
+        };
+        match std::fs::File::open(path) {
+            Ok(file) => {
+                let mut lines = BufReader::new(file).lines();
+                if matches!(lines.next(), Some(Ok(header)) if header == HEADER) {
+                    while let Some(Ok(line)) = lines.next() {
+                        if let Some(first) = parse_section_header(&line) {
+                            io.pending = Some(first);
+                            break;
+                        }
+                    }
+                    io.old = Some(lines);
+                } else {
+                    io.changed = true;
+                }
+            }
+            Err(_) => io.changed = true,
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        match AtomicFile::create(path).and_then(|mut new| {
+            writeln!(new, "{HEADER}")?;
+            Ok(new)
+        }) {
+            Ok(new) => io.new = Some(new),
+            Err(e) => io.error = Some(e),
+        }
         Self {
             path: path.to_owned(),
             keyring_key: std::sync::OnceLock::new(),
-            known,
-            learned: Mutex::new(HashMap::new()),
+            io: Mutex::new(io),
         }
+    }
+
+    /// The file this cache lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The negative-entry MAC key for this scan's keyring, computed once.
@@ -134,6 +276,72 @@ impl VerifiedCache {
         self.keyring_key.get_or_init(|| keyring_mac_key(keys))
     }
 
+    /// The old entries for `file`. Files must be asked for in walk order; sections of files
+    /// the scan passes by are copied to the new cache as they were.
+    pub(crate) fn for_file(&self, file: &str) -> FileCache<'_> {
+        let mut known = HashMap::new();
+        if let Ok(mut io) = self.io.lock() {
+            while let Some(next) = io.pending.as_deref() {
+                match path_order(next, file) {
+                    std::cmp::Ordering::Less => {
+                        if let Some((path, lines)) = io.take_old_section() {
+                            io.write_section(&path, &lines);
+                        }
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if let Some((_, lines)) = io.take_old_section() {
+                            known = lines.iter().filter_map(|l| parse_line(l)).collect();
+                        }
+                        break;
+                    }
+                    std::cmp::Ordering::Greater => break,
+                }
+            }
+        }
+        FileCache {
+            cache: self,
+            file: file.to_owned(),
+            known,
+            kept: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Writes what holds for a checked file to the new cache. Call in walk order.
+    pub(crate) fn finish_file(&self, checked: FileCache<'_>) {
+        let kept = checked.kept.into_inner();
+        let Ok(mut io) = self.io.lock() else { return };
+        if kept != checked.known {
+            io.changed = true;
+        }
+        let mut entries: Vec<_> = kept.into_iter().collect();
+        entries.sort_by_key(|(value, _)| *value);
+        let lines: Vec<String> = entries
+            .iter()
+            .map(|(value, entry)| entry_line(value, entry))
+            .collect();
+        io.write_section(&checked.file, &lines);
+    }
+
+    /// Copies what is left of the old cache and, if anything changed, replaces the cache
+    /// file atomically. Returns whether it was written.
+    pub fn save(&self) -> std::io::Result<bool> {
+        let Ok(mut io) = self.io.lock() else {
+            return Ok(false);
+        };
+        while let Some((path, lines)) = io.take_old_section() {
+            io.write_section(&path, &lines);
+        }
+        if let Some(e) = io.error.take() {
+            return Err(e);
+        }
+        match io.new.take() {
+            Some(new) if io.changed => new.commit().map(|()| true),
+            _ => Ok(false),
+        }
+    }
+}
+
+impl FileCache<'_> {
     /// What the cache holds for a value, if its MAC verifies. `private_of` finds the private
     /// key for a fingerprint; `keyring_key` is [`keyring_mac_key`] of the current keyring.
     pub(crate) fn lookup<'k>(
@@ -145,22 +353,24 @@ impl VerifiedCache {
         let entry = self.known.get(value_hash)?;
         let msg = message(value_hash, &entry.label_hash);
         // Constant-time verification: the MAC is what keeps forged entries out.
-        match entry.key {
+        let cached = match entry.key {
             Some(fingerprint) => {
                 hmac::verify(&key_mac_key(private_of(fingerprint)?), &msg, &entry.mac).ok()?;
-                Some(Cached::OpenedBy(fingerprint, entry.label_hash))
+                Cached::OpenedBy(fingerprint, entry.label_hash)
             }
             None => {
                 hmac::verify(keyring_key, &msg, &entry.mac).ok()?;
-                Some(Cached::NoKey)
+                Cached::NoKey
             }
-        }
+        };
+        self.kept.borrow_mut().insert(*value_hash, *entry);
+        Some(cached)
     }
 
     /// Records that `private` opened a value under the label with this hash.
     pub(crate) fn record(&self, value_hash: [u8; 32], private: &PrivateKey, label_hash: [u8; 32]) {
         let mac = tag(&key_mac_key(private), &value_hash, &label_hash);
-        self.learn(
+        self.kept.borrow_mut().insert(
             value_hash,
             Entry {
                 key: Some(private.fingerprint()),
@@ -173,7 +383,7 @@ impl VerifiedCache {
     /// Records that no key of the keyring opens a value.
     pub(crate) fn record_no_key(&self, value_hash: [u8; 32], keyring_key: &hmac::Key) {
         let label_hash = [0u8; 32];
-        self.learn(
+        self.kept.borrow_mut().insert(
             value_hash,
             Entry {
                 key: None,
@@ -183,41 +393,8 @@ impl VerifiedCache {
         );
     }
 
-    fn learn(&self, value_hash: [u8; 32], entry: Entry) {
-        if let Ok(mut learned) = self.learned.lock() {
-            learned.insert(value_hash, entry);
-        }
-    }
-
-    /// Writes the cache back, atomically, when the scan learned something.
-    pub fn save(&self) -> std::io::Result<bool> {
-        let learned = match self.learned.lock() {
-            Ok(learned) if !learned.is_empty() => learned,
-            _ => return Ok(false),
-        };
-        let mut all: Vec<(&[u8; 32], &Entry)> = self
-            .known
-            .iter()
-            .filter(|(k, _)| !learned.contains_key(*k))
-            .chain(learned.iter())
-            .collect();
-        all.sort_by_key(|(value, _)| **value);
-        const LINE: usize = 64 + 1 + 71 + 1 + 64 + 1 + 64 + 1;
-        let mut text = String::with_capacity(HEADER.len() + 1 + all.len() * LINE);
-        text.push_str(HEADER);
-        text.push('\n');
-        for (value, entry) in all {
-            let key = entry
-                .key
-                .map_or_else(|| NO_KEY.to_owned(), |k| k.to_string());
-            text.push_str(&format!(
-                "{} {key} {} {}\n",
-                hex::encode(value),
-                hex::encode(entry.label_hash),
-                hex::encode(entry.mac)
-            ));
-        }
-        crate::fsutil::write_atomic(&self.path, text.as_bytes())?;
-        Ok(true)
+    /// The negative-entry MAC key (see [`VerifiedCache::keyring_key`]).
+    pub(crate) fn keyring_key<'k>(&self, keys: impl Iterator<Item = &'k PrivateKey>) -> &hmac::Key {
+        self.cache.keyring_key(keys)
     }
 }

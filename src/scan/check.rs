@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::cache::FileCache;
 use super::diag::{Attribution, Code, Finding, Suppression};
 use super::keyring::KnownKey;
 use super::{FieldReport, IGNORE_ANNOTATION, ScanOptions};
@@ -12,6 +13,7 @@ use crate::format::{self, FormatError, Scope};
 use crate::manifest::{Document, SealedSecret, split_documents};
 use crate::store::GenerationState;
 
+#[derive(Default)]
 pub(super) struct FileResult {
     pub findings: Vec<Finding>,
     pub fields: Vec<FieldReport>,
@@ -58,13 +60,13 @@ struct ShapeMeta {
     annotations: Option<BTreeMap<String, String>>,
 }
 
-pub(super) fn check_file(path: &Path, file: &str, options: &ScanOptions<'_>) -> FileResult {
-    let mut result = FileResult {
-        findings: Vec::new(),
-        fields: Vec::new(),
-        field_count: 0,
-        sealed_secrets: 0,
-    };
+pub(super) fn check_file(
+    path: &Path,
+    file: &str,
+    options: &ScanOptions<'_>,
+    cache: Option<&FileCache<'_>>,
+) -> FileResult {
+    let mut result = FileResult::default();
     let text = match std::fs::read(path) {
         // The file may be a plaintext Secret: keep it in zeroizing memory.
         Ok(bytes) => crate::secret::SecretBytes::new(bytes),
@@ -111,6 +113,7 @@ pub(super) fn check_file(path: &Path, file: &str, options: &ScanOptions<'_>) -> 
                     &doc,
                     &targets,
                     options,
+                    cache,
                     &mut findings,
                     &mut result.fields,
                 );
@@ -308,6 +311,7 @@ fn check_sealed_secret(
     doc: &Document<'_>,
     targets: &Targets,
     options: &ScanOptions<'_>,
+    cache: Option<&FileCache<'_>>,
     findings: &mut Vec<Finding>,
     fields: &mut Vec<FieldReport>,
 ) {
@@ -351,10 +355,17 @@ fn check_sealed_secret(
     }
     let mut entries: Vec<(&String, &String)> = sealed.spec.encrypted_data.iter().collect();
     entries.sort();
+    // The fields of one SealedSecret are nearly always sealed with one certificate, so the
+    // key that opened one field is tried first for the next.
+    let mut sibling_key = None;
     for (name, value) in entries {
         let line = field_line(doc, name);
         let at = Some((name.as_str(), line));
-        let attribution = match open_field(&sealed, value, targets, options) {
+        let opened = open_field(&sealed, value, targets, options, cache, sibling_key);
+        if let Opened::With { key, .. } = &opened {
+            sibling_key = Some(key.fingerprint);
+        }
+        let attribution = match opened {
             Opened::Malformed(e) => {
                 cx.report(
                     Code::Malformed,
@@ -554,6 +565,8 @@ pub(crate) fn open_field<'k>(
     value: &str,
     targets: &Targets,
     options: &'k ScanOptions<'_>,
+    cache: Option<&FileCache<'_>>,
+    sibling_key: Option<crate::keys::Fingerprint>,
 ) -> Opened<'k> {
     let bytes = match format::decode_base64(value) {
         Ok(bytes) => bytes,
@@ -587,13 +600,10 @@ pub(crate) fn open_field<'k>(
         .map(|s| (*s, format::label_hash(&s.label(namespace, name))))
         .collect();
 
-    let value_hash = options.cache.map(|_| super::cache::value_hash(&bytes));
-    let keyring_mac_key = options
-        .cache
+    let value_hash = cache.map(|_| super::cache::value_hash(&bytes));
+    let keyring_mac_key = cache
         .map(|cache| cache.keyring_key(keyring.keys.iter().filter_map(|k| k.private.as_ref())));
-    if let (Some(cache), Some(value_hash), Some(mac_key)) =
-        (options.cache, &value_hash, keyring_mac_key)
-    {
+    if let (Some(cache), Some(value_hash), Some(mac_key)) = (cache, &value_hash, keyring_mac_key) {
         let private_of = |fp| keyring.by_fingerprint(fp).and_then(|k| k.private.as_ref());
         match cache.lookup(value_hash, private_of, mac_key) {
             Some(super::cache::Cached::OpenedBy(fingerprint, label_hash)) => {
@@ -615,7 +625,7 @@ pub(crate) fn open_field<'k>(
         }
     }
     let remember = |private: &crate::keys::PrivateKey, label_hash: [u8; 32]| {
-        if let (Some(cache), Some(value_hash)) = (options.cache, value_hash) {
+        if let (Some(cache), Some(value_hash)) = (cache, value_hash) {
             cache.record(value_hash, private, label_hash);
         }
     };
@@ -631,8 +641,10 @@ pub(crate) fn open_field<'k>(
     candidates.sort_by_key(|(k, _)| {
         (
             Some(k.fingerprint) != recorded,
+            Some(k.fingerprint) != sibling_key,
             !targets.expects(k),
             !k.state.is_some_and(GenerationState::is_loaded),
+            k.state != Some(GenerationState::Active),
         )
     });
     for (key, private) in candidates {
@@ -686,9 +698,7 @@ pub(crate) fn open_field<'k>(
             Err(_) => {}
         }
     }
-    if let (Some(cache), Some(value_hash), Some(mac_key)) =
-        (options.cache, value_hash, keyring_mac_key)
-    {
+    if let (Some(cache), Some(value_hash), Some(mac_key)) = (cache, value_hash, keyring_mac_key) {
         cache.record_no_key(value_hash, mac_key);
     }
     Opened::NoKey

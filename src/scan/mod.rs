@@ -10,7 +10,6 @@ mod walk;
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use time::OffsetDateTime;
 
 use crate::config::Config;
@@ -18,7 +17,7 @@ use crate::config::Config;
 pub use cache::VerifiedCache;
 pub use diag::{Attribution, Code, Finding, Severity, Suppression};
 pub use keyring::{Keyring, KnownKey};
-pub use walk::find_manifest_files;
+pub use walk::{Walked, find_manifest_files, walk_manifest_files};
 
 /// Annotation that suppresses findings on one document: `"<code>: <reason>"`, several
 /// separated by `;`.
@@ -36,7 +35,8 @@ pub struct ScanOptions<'a> {
     pub now: OffsetDateTime,
     /// Fingerprints of findings to suppress (from a baseline file).
     pub baseline: std::collections::BTreeSet<String>,
-    /// Called after each file with (files done, files in all), from any thread.
+    /// Called after each file is reported with (files done, files in all), on the thread
+    /// that runs the scan.
     pub progress: Option<&'a (dyn Fn(usize, usize) + Sync)>,
     /// The verified-result cache, if one is used (not for re-sealing, which needs plaintext).
     pub cache: Option<&'a VerifiedCache>,
@@ -60,23 +60,74 @@ pub struct FieldReport {
     pub attribution: Option<Attribution>,
 }
 
-/// The outcome of a scan.
+/// What the scan found in one file (or in one path the walk could not enter). Outcomes
+/// arrive in walk order, with severities and suppressions applied and findings sorted.
 #[derive(Debug, Default)]
-pub struct ScanReport {
-    /// Every finding, sorted by file and line; suppressed ones included and marked.
+pub struct FileOutcome {
+    /// The file, relative to the root.
+    pub file: String,
+    /// Its findings, suppressed ones included and marked.
     pub findings: Vec<Finding>,
-    /// Every encrypted field and what opened it, when [`ScanOptions::collect_fields`] is set.
+    /// Its encrypted fields and what opened them, when [`ScanOptions::collect_fields`] is set.
     pub fields: Vec<FieldReport>,
-    /// Encrypted fields checked.
-    pub field_count: usize,
+}
+
+/// Counts over a whole scan: all a report needs once the files have gone by.
+#[derive(Clone, Debug, Default)]
+pub struct ScanSummary {
     /// Files read.
     pub files: usize,
     /// SealedSecret documents checked.
     pub sealed_secrets: usize,
+    /// Encrypted fields checked.
+    pub field_count: usize,
     /// Whether results are proven by decryption (false in public-certificate mode).
     pub verified: bool,
     /// RSA private-key operations the scan made.
     pub private_operations: u64,
+    /// Findings that count, by severity: errors, warnings, notes.
+    pub errors: usize,
+    /// See `errors`.
+    pub warnings: usize,
+    /// See `errors`.
+    pub notes: usize,
+    /// Findings suppressed by an inline annotation.
+    pub suppressed_inline: usize,
+    /// Findings suppressed by the baseline.
+    pub suppressed_by_baseline: usize,
+}
+
+impl ScanSummary {
+    /// Findings that count (not suppressed) at or above `severity`.
+    pub fn failing(&self, severity: Severity) -> usize {
+        match severity {
+            Severity::Error => self.errors,
+            Severity::Warning => self.errors + self.warnings,
+            Severity::Note => self.errors + self.warnings + self.notes,
+        }
+    }
+
+    fn count(&mut self, finding: &Finding) {
+        match (&finding.suppressed, finding.severity) {
+            (Some(Suppression::Inline(_)), _) => self.suppressed_inline += 1,
+            (Some(Suppression::Baseline), _) => self.suppressed_by_baseline += 1,
+            (None, Severity::Error) => self.errors += 1,
+            (None, Severity::Warning) => self.warnings += 1,
+            (None, Severity::Note) => self.notes += 1,
+        }
+    }
+}
+
+/// A whole scan held in memory: for callers that want every finding at once (tests,
+/// `kvseal reseal`). `kvseal scan` streams instead, with [`scan_each`].
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Every finding, in walk order; suppressed ones included and marked.
+    pub findings: Vec<Finding>,
+    /// Every encrypted field and what opened it, when [`ScanOptions::collect_fields`] is set.
+    pub fields: Vec<FieldReport>,
+    /// The counts.
+    pub summary: ScanSummary,
 }
 
 impl ScanReport {
@@ -88,62 +139,208 @@ impl ScanReport {
     }
 }
 
-/// Scans files (or directories, walked with `.gitignore` respected) and returns what it found.
-/// A file that cannot be read or parsed is a finding; it never stops the scan.
+/// Scans files (or directories, walked with `.gitignore` respected) and returns everything
+/// it found. Memory grows with the findings; see [`scan_each`] for a scan that does not.
 pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
-    let operations_before = crate::keys::private_operations();
-    let (files, walk_errors) = find_manifest_files(paths);
-    let root = std::fs::canonicalize(&options.root).unwrap_or_else(|_| options.root.clone());
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    let results: Vec<check::FileResult> = files
-        .par_iter()
-        .map(|path| {
-            let result = check::check_file(path, &display_path(path, &root), options);
-            if let Some(progress) = options.progress {
-                progress(
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                    files.len(),
-                );
-            }
-            result
-        })
-        .collect();
+    let mut findings = Vec::new();
+    let mut fields = Vec::new();
+    let summary = scan_each(paths, options, &mut |outcome| {
+        findings.extend(outcome.findings);
+        fields.extend(outcome.fields);
+    });
+    ScanReport {
+        findings,
+        fields,
+        summary,
+    }
+}
 
-    let mut report = ScanReport {
-        files: files.len(),
+/// Files checked ahead of the one being reported, per thread: enough that no thread waits
+/// for a slow file, few enough that memory stays that of a handful of files.
+const AHEAD_PER_THREAD: usize = 32;
+
+struct Job<'c> {
+    index: usize,
+    path: PathBuf,
+    file: String,
+    cache: Option<cache::FileCache<'c>>,
+}
+
+/// A checked file (or a walk error) waiting for its turn to be reported.
+struct Checked<'c> {
+    file: String,
+    result: check::FileResult,
+    /// The file's cache entries, written back in walk order.
+    cache: Option<cache::FileCache<'c>>,
+    /// False for a path the walk could not enter: not a file read.
+    read: bool,
+}
+
+/// Scans files (or directories, walked with `.gitignore` respected) and hands each file's
+/// outcome to `on_file` in walk order, as soon as the files before it are done. Memory does
+/// not grow with the repository: paths are walked lazily, a bounded number of files is
+/// checked ahead, and nothing is kept after `on_file` returns. A file that cannot be read or
+/// parsed is a finding; it never stops the scan.
+pub fn scan_each(
+    paths: &[PathBuf],
+    options: &ScanOptions<'_>,
+    on_file: &mut dyn FnMut(FileOutcome),
+) -> ScanSummary {
+    let operations_before = crate::keys::private_operations();
+    let root = std::fs::canonicalize(&options.root).unwrap_or_else(|_| options.root.clone());
+    // Counting the files first is a cheap walk, and only a progress bar needs it.
+    let total = options.progress.map_or(0, |_| {
+        walk::walk_manifest_files(paths)
+            .filter(|w| matches!(w, walk::Walked::File(_)))
+            .count()
+    });
+    let mut summary = ScanSummary {
         verified: options.keyring.has_private_keys(),
         ..Default::default()
     };
-    for (path, message) in walk_errors {
-        report
+    let mut emit = |mut outcome: FileOutcome, summary: &mut ScanSummary| {
+        for finding in &mut outcome.findings {
+            if let Some(severity) = options
+                .config
+                .and_then(|c| c.severity_overrides.get(&finding.code))
+            {
+                finding.severity = *severity;
+            }
+            if finding.suppressed.is_none() && options.baseline.contains(&finding.fingerprint()) {
+                finding.suppressed = Some(Suppression::Baseline);
+            }
+            summary.count(finding);
+        }
+        outcome
             .findings
-            .push(check::file_error(&display_path(&path, &root), message));
-    }
-    for result in results {
-        report.findings.extend(result.findings);
-        report.fields.extend(result.fields);
-        report.sealed_secrets += result.sealed_secrets;
-        report.field_count += result.field_count;
-    }
-    for finding in &mut report.findings {
-        if let Some(severity) = options
-            .config
-            .and_then(|c| c.severity_overrides.get(&finding.code))
-        {
-            finding.severity = *severity;
+            .sort_by(|a, b| (a.line, &a.field, a.code).cmp(&(b.line, &b.field, b.code)));
+        on_file(outcome);
+    };
+
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let window = threads * AHEAD_PER_THREAD;
+    let (job_tx, job_rx) = std::sync::mpsc::channel::<Job<'_>>();
+    let (result_tx, result_rx) = std::sync::mpsc::channel::<(usize, Checked<'_>)>();
+    let job_rx = std::sync::Mutex::new(job_rx);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let result_tx = result_tx.clone();
+            let job_rx = &job_rx;
+            scope.spawn(move || {
+                loop {
+                    let Ok(Ok(job)) = job_rx.lock().map(|rx| rx.recv()) else {
+                        return;
+                    };
+                    let result =
+                        check_file_or_report_bug(&job.path, &job.file, options, job.cache.as_ref());
+                    let checked = Checked {
+                        file: job.file,
+                        result,
+                        cache: job.cache,
+                        read: true,
+                    };
+                    if result_tx.send((job.index, checked)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        if finding.suppressed.is_none() && options.baseline.contains(&finding.fingerprint()) {
-            finding.suppressed = Some(Suppression::Baseline);
+        drop(result_tx);
+
+        let mut walk = walk::walk_manifest_files(paths);
+        let mut sent = 0;
+        let mut emitted = 0;
+        let mut waiting: std::collections::BTreeMap<usize, Checked<'_>> = Default::default();
+        let mut walk_done = false;
+        loop {
+            while !walk_done && sent - emitted < window {
+                match walk.next() {
+                    Some(walk::Walked::File(path)) => {
+                        let file = display_path(&path, &root);
+                        let cache = options.cache.map(|c| c.for_file(&file));
+                        let job = Job {
+                            index: sent,
+                            path,
+                            file,
+                            cache,
+                        };
+                        if job_tx.send(job).is_err() {
+                            walk_done = true;
+                        }
+                        sent += 1;
+                    }
+                    Some(walk::Walked::Error(path, message)) => {
+                        let file = display_path(&path, &root);
+                        let mut result = check::FileResult::default();
+                        result.findings.push(check::file_error(&file, message));
+                        let checked = Checked {
+                            file,
+                            result,
+                            cache: None,
+                            read: false,
+                        };
+                        waiting.insert(sent, checked);
+                        sent += 1;
+                    }
+                    None => walk_done = true,
+                }
+            }
+            while let Some(checked) = waiting.remove(&emitted) {
+                emitted += 1;
+                let result = checked.result;
+                summary.files += usize::from(checked.read);
+                summary.sealed_secrets += result.sealed_secrets;
+                summary.field_count += result.field_count;
+                if let (Some(cache), Some(file_cache)) = (options.cache, checked.cache) {
+                    cache.finish_file(file_cache);
+                }
+                emit(
+                    FileOutcome {
+                        file: checked.file,
+                        findings: result.findings,
+                        fields: result.fields,
+                    },
+                    &mut summary,
+                );
+                if let Some(progress) = options.progress {
+                    progress(summary.files, total.max(summary.files));
+                }
+            }
+            if walk_done && emitted == sent {
+                break;
+            }
+            match result_rx.recv() {
+                Ok((index, result)) => {
+                    waiting.insert(index, result);
+                }
+                Err(_) => break,
+            }
         }
-    }
-    report.private_operations = crate::keys::private_operations() - operations_before;
-    report.findings.sort_by(|a, b| {
-        (&a.file, a.line, &a.field, a.code).cmp(&(&b.file, b.line, &b.field, b.code))
+        drop(job_tx);
     });
-    report
-        .fields
-        .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    report
+    summary.private_operations = crate::keys::private_operations() - operations_before;
+    summary
+}
+
+/// Checks one file; a bug that panics becomes a finding about that file instead of ending
+/// the scan (or leaving it waiting for a result that never comes).
+fn check_file_or_report_bug(
+    path: &Path,
+    file: &str,
+    options: &ScanOptions<'_>,
+    cache: Option<&cache::FileCache<'_>>,
+) -> check::FileResult {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        check::check_file(path, file, options, cache)
+    }))
+    .unwrap_or_else(|_| {
+        let mut result = check::FileResult::default();
+        result.findings.push(check::file_error(
+            file,
+            "kvseal failed on this file (a bug: please report it with the file's structure, not its values)".into(),
+        ));
+        result
+    })
 }
 
 /// `path` relative to `root` (already absolute) where it lies below it.
