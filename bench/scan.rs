@@ -86,7 +86,7 @@ fn peak_rss_kib() -> u64 {
 fn child(dir: &Path, cache: Option<&Path>) {
     let cache = cache.map(scan::VerifiedCache::open);
     let config = Config::load(&dir.join("kvseal.toml")).expect("config");
-    let store = config.store.open();
+    let store = config.store.open().expect("store");
     let keyring = Keyring::from_store(&config, store.as_ref()).expect("keys");
     let options = ScanOptions {
         config: Some(&config),

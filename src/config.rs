@@ -55,12 +55,33 @@ pub enum ConfigError {
     },
 }
 
+/// `store = "..."`, or a `[store]` table with the URL and options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawStore {
+    /// `dir:PATH` or `azure-keyvault:URL`.
+    Url(String),
+    /// `[store]` with `url` and, for Key Vault, the secret name `prefix`.
+    Table(RawStoreTable),
+}
+
+/// The `[store]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStoreTable {
+    /// `dir:PATH` or `azure-keyvault:URL`.
+    pub url: String,
+    /// Key Vault secret names are `<prefix>-<keyset>-<generation>` (default `kvseal`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+}
+
 /// The file as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// `dir:PATH` (relative to the file) or, later, `azure-keyvault:URL`.
-    pub store: String,
+    /// `dir:PATH` (relative to the file) or `azure-keyvault:URL`, or a `[store]` table.
+    pub store: RawStore,
     /// Where public certificates are exported and read for sealing.
     pub cert_dir: String,
     /// Path patterns (globs, relative to the repository root) that deploy to every cluster.
@@ -282,11 +303,27 @@ impl RawConfig {
             message,
         };
 
-        let store = match self.store.parse::<StoreSpec>() {
-            Ok(StoreSpec::Dir(dir)) => StoreSpec::Dir(base_dir.join(dir)),
+        let (url, prefix) = match &self.store {
+            RawStore::Url(url) => (url.as_str(), None),
+            RawStore::Table(table) => (table.url.as_str(), table.prefix.clone()),
+        };
+        let store = match url.parse::<StoreSpec>() {
+            Ok(StoreSpec::Dir(dir)) if prefix.is_none() => StoreSpec::Dir(base_dir.join(dir)),
+            Ok(StoreSpec::Dir(_)) => {
+                return Err(invalid(
+                    "store: prefix applies to azure-keyvault stores only".into(),
+                ));
+            }
+            Ok(StoreSpec::AzureKeyVault {
+                url,
+                prefix: default,
+            }) => StoreSpec::AzureKeyVault {
+                url,
+                prefix: prefix.unwrap_or(default),
+            },
             Err(StoreError::UnknownSpec(s)) => {
                 return Err(invalid(format!(
-                    "store = {s:?}: use \"dir:PATH\" (relative to this file)"
+                    "store = {s:?}: use \"dir:PATH\" (relative to this file) or \"azure-keyvault:https://NAME.vault.azure.net/\""
                 )));
             }
             Err(other) => return Err(invalid(other.to_string())),

@@ -220,7 +220,7 @@ pub fn export_certs(
                 }
                 continue;
             }
-            let pem = generation.certificate.to_pem();
+            let pem = generation.require_certificate()?.to_pem();
             if fs::read(&path).ok().as_deref() == Some(pem.as_bytes()) {
                 changes.push(ExportChange::Unchanged(path));
             } else {

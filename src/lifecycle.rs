@@ -60,7 +60,7 @@ pub fn generate(
         .checked_add(1);
     let first_free = first_free.ok_or(LifecycleError::Exhausted)?;
     let now = now.replace_nanosecond(0).unwrap_or(now);
-    let latest_start = existing.iter().map(|g| g.certificate.not_before()).max();
+    let latest_start = existing.iter().map(|g| g.not_before).max();
     let not_before = match latest_start {
         Some(latest) if latest >= now => latest
             .checked_add(time::Duration::SECOND)

@@ -41,7 +41,7 @@ fn generated_generation_parses_everywhere_and_keeps_its_promises() {
     let first = lifecycle::generate(&store, keyset, now).unwrap();
     // Same second on purpose: the second NotBefore must still be strictly later.
     let second = lifecycle::generate(&store, keyset, now).unwrap();
-    assert!(second.created.certificate.not_before() > first.created.certificate.not_before());
+    assert!(second.created.not_before > first.created.not_before);
     assert_eq!(second.demoted, vec![1]);
     let states: Vec<_> = store
         .list("prod")

@@ -51,14 +51,14 @@ fn generate(
     no_export: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let keyset_config = config.keyset(keyset)?;
-    let store = config.store.open();
+    let store = config.store.open()?;
     let generated = lifecycle::generate(store.as_ref(), keyset_config, OffsetDateTime::now_utc())?;
     let created = &generated.created;
     eprintln!(
         "created {keyset} generation {} ({}), active, valid until {}, in {}",
         created.generation,
         created.fingerprint(),
-        date(created.certificate.not_after()),
+        date(created.not_after),
         store.describe()
     );
     for previous in &generated.demoted {
@@ -73,7 +73,7 @@ fn generate(
 }
 
 fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::process::ExitCode> {
-    let store = config.store.open();
+    let store = config.store.open()?;
     let keysets: Vec<String> = match only {
         Some(name) => {
             config.keyset(name)?;
@@ -94,12 +94,17 @@ fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::
                 n.insert("generation", Node::Str(g.generation.to_string()));
                 n.insert("state", Node::str(g.state.as_str()));
                 n.insert("fingerprint", Node::Str(g.fingerprint().to_string()));
-                n.insert(
-                    "kubesealFingerprint",
-                    Node::str(g.certificate.public_key().kubeseal_fingerprint()),
-                );
-                n.insert("notBefore", Node::Str(date(g.certificate.not_before())));
-                n.insert("notAfter", Node::Str(date(g.certificate.not_after())));
+                if let Some(certificate) = &g.certificate {
+                    n.insert(
+                        "kubesealFingerprint",
+                        Node::str(certificate.public_key().kubeseal_fingerprint()),
+                    );
+                }
+                if let Some(version) = &g.version {
+                    n.insert("version", Node::str(version));
+                }
+                n.insert("notBefore", Node::Str(date(g.not_before)));
+                n.insert("notAfter", Node::Str(date(g.not_after)));
                 n
             })
             .collect();
@@ -129,8 +134,8 @@ fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::
             g.generation.to_string(),
             g.state.to_string(),
             g.fingerprint().to_string(),
-            date(g.certificate.not_before()),
-            date(g.certificate.not_after()),
+            date(g.not_before),
+            date(g.not_after),
         ]);
     }
     let widths: Vec<usize> = (0..6)
@@ -151,7 +156,7 @@ fn list(config: &Config, only: Option<&str>, json: bool) -> anyhow::Result<std::
 }
 
 fn export(config: &Config) -> anyhow::Result<std::process::ExitCode> {
-    let store = config.store.open();
+    let store = config.store.open()?;
     let changes = fleet::export_certs(config, store.as_ref())?;
     if changes.is_empty() {
         bail!(

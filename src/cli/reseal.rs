@@ -42,7 +42,7 @@ pub fn run(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode> {
             kvseal::config::Config::discover(&std::fs::canonicalize(&start)?)?
         }
     };
-    let store = config.store.open();
+    let store = config.store.open()?;
     let keyring = Keyring::from_store(&config, store.as_ref())?;
     if !keyring.has_private_keys() {
         bail!(

@@ -235,7 +235,7 @@ fn keyring(args: &Args, config: Option<&Config>) -> anyhow::Result<Keyring> {
         );
     };
     if !args.certs_only {
-        let store = config.store.open();
+        let store = config.store.open()?;
         let from_store = Keyring::from_store(config, store.as_ref())?;
         if from_store.has_private_keys() {
             return Ok(from_store);

@@ -144,7 +144,7 @@ fn load_keys(args: &Args, config: &ConfigSource) -> anyhow::Result<Vec<PrivateKe
     let Some(config) = config.load_optional()? else {
         bail!("no keys: pass --key FILE, or run where a kvseal.toml names a key store");
     };
-    let store = config.store.open();
+    let store = config.store.open()?;
     let keysets = if args.keysets.is_empty() {
         store.keysets()?
     } else {

@@ -56,7 +56,7 @@ impl Keyring {
                     keyset: keyset.clone(),
                     generation: Some(info.generation),
                     state: Some(info.state),
-                    not_before: Some(info.certificate.not_before()),
+                    not_before: Some(info.not_before),
                     fingerprint: info.fingerprint(),
                     private: Some(generation.private_key),
                 });

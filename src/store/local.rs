@@ -85,13 +85,14 @@ impl LocalDirStore {
                 meta.fingerprint
             )));
         }
-        Ok(Some(GenerationInfo {
-            keyset: keyset.to_owned(),
+        Ok(Some(GenerationInfo::new(
+            keyset,
             generation,
-            state: meta.state,
-            created: meta.created,
+            meta.state,
+            meta.created,
             certificate,
-        }))
+            None,
+        )))
     }
 
     fn require_info(&self, keyset: &str, generation: u32) -> Result<GenerationInfo, StoreError> {
@@ -162,13 +163,14 @@ impl KeyStore for LocalDirStore {
                         .ok()
                         .and_then(|pem| Certificate::from_pem(&pem).ok());
                     if let Some(certificate) = certificate {
-                        out.push(GenerationInfo {
-                            keyset: keyset.to_owned(),
-                            generation: n,
-                            state: GenerationState::Pending,
-                            created: certificate.not_before(),
+                        out.push(GenerationInfo::new(
+                            keyset,
+                            n,
+                            GenerationState::Pending,
+                            certificate.not_before(),
                             certificate,
-                        });
+                            None,
+                        ));
                     }
                 }
             }

@@ -1,6 +1,7 @@
 //! Where key generations live. The rest of kvseal talks to a [`KeyStore`] and never
 //! knows which backend it is.
 
+mod azure;
 mod local;
 
 use std::fmt;
@@ -10,6 +11,9 @@ use time::OffsetDateTime;
 
 use crate::keys::{Certificate, Fingerprint, PrivateKey};
 
+pub use azure::{
+    ACCESS_TOKEN_ENV, AzureKeyVaultStore, CA_FILE_ENV, ChainedCredential, DEFAULT_PREFIX,
+};
 pub use local::LocalDirStore;
 
 /// The life of a generation; see `docs/keys.md`.
@@ -56,6 +60,24 @@ impl GenerationState {
     }
 }
 
+impl FromStr for GenerationState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Pending,
+            Self::Staged,
+            Self::Active,
+            Self::Retained,
+            Self::Retired,
+            Self::Compromised,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+        .ok_or_else(|| format!("{s:?} is not a generation state"))
+    }
+}
+
 impl fmt::Display for GenerationState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -73,14 +95,57 @@ pub struct GenerationInfo {
     pub state: GenerationState,
     /// When kvseal created it.
     pub created: OffsetDateTime,
-    /// Its certificate (public).
-    pub certificate: Certificate,
+    /// The public key's fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Its certificate's NotBefore: the controller seals with the newest.
+    pub not_before: OffsetDateTime,
+    /// Its certificate's NotAfter.
+    pub not_after: OffsetDateTime,
+    /// Its certificate, when the store can read it: a retired generation in Key Vault is a
+    /// disabled secret, whose value cannot be read until it is enabled again.
+    pub certificate: Option<Certificate>,
+    /// The store's own version of the generation (a Key Vault secret version), which
+    /// cluster manifests pin.
+    pub version: Option<String>,
 }
 
 impl GenerationInfo {
+    /// The facts of a generation whose certificate is at hand.
+    pub fn new(
+        keyset: &str,
+        generation: u32,
+        state: GenerationState,
+        created: OffsetDateTime,
+        certificate: Certificate,
+        version: Option<String>,
+    ) -> Self {
+        Self {
+            keyset: keyset.to_owned(),
+            generation,
+            state,
+            created,
+            fingerprint: certificate.public_key().fingerprint(),
+            not_before: certificate.not_before(),
+            not_after: certificate.not_after(),
+            certificate: Some(certificate),
+            version,
+        }
+    }
+
     /// The public key's fingerprint.
     pub fn fingerprint(&self) -> Fingerprint {
-        self.certificate.public_key().fingerprint()
+        self.fingerprint
+    }
+
+    /// The certificate, or an error naming the generation when the store cannot read it.
+    pub fn require_certificate(&self) -> Result<&Certificate, StoreError> {
+        self.certificate
+            .as_ref()
+            .ok_or_else(|| StoreError::Unreadable {
+                keyset: self.keyset.clone(),
+                generation: self.generation,
+                state: self.state,
+            })
     }
 }
 
@@ -136,11 +201,62 @@ pub enum StoreError {
         /// Generation.
         generation: u32,
     },
-    /// A store URL kvseal does not understand.
+    /// The generation's data cannot be read in its state (a disabled Key Vault secret).
     #[error(
-        "unknown store {0:?}: use dir:PATH (Azure Key Vault support comes with azure-keyvault:URL)"
+        "key set {keyset:?} generation {generation} is {state} and its secret is disabled, so it cannot be read; enable it again (`kvseal keys list` shows it) if it is needed"
     )]
+    Unreadable {
+        /// Key set.
+        keyset: String,
+        /// Generation.
+        generation: u32,
+        /// Its state.
+        state: GenerationState,
+    },
+    /// The store is configured wrongly (bad URL, unreadable CA file, invalid name).
+    #[error("{store}: {message}")]
+    Config {
+        /// Store description.
+        store: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The remote store refused or failed.
+    #[error("{0}")]
+    Remote(Box<RemoteFailure>),
+    /// A store URL kvseal does not understand.
+    #[error("unknown store {0:?}: use dir:PATH or azure-keyvault:https://NAME.vault.azure.net/")]
     UnknownSpec(String),
+}
+
+/// A remote store's refusal or failure, with what kvseal was doing and what to do.
+#[derive(Debug)]
+pub struct RemoteFailure {
+    /// Store description.
+    pub store: String,
+    /// What kvseal was doing (names the secret).
+    pub doing: String,
+    /// HTTP status, when there was a response.
+    pub status: Option<u16>,
+    /// The service's error code (`SecretNotFound`, `Forbidden`, `Throttled`, ...).
+    pub code: Option<String>,
+    /// The service's message.
+    pub message: String,
+    /// What to do about it.
+    pub hint: String,
+}
+
+impl fmt::Display for RemoteFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: ", self.store, self.doing)?;
+        if let Some(status) = self.status {
+            write!(f, "HTTP {status} ")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, "{code} ")?;
+        }
+        write!(f, "({}); {}", self.message, self.hint)
+    }
 }
 
 /// Key set and generation storage. Implementations are stateless and safe to call again
@@ -178,6 +294,13 @@ pub trait KeyStore {
 pub enum StoreSpec {
     /// `dir:PATH`.
     Dir(std::path::PathBuf),
+    /// `azure-keyvault:URL`, with the secret name prefix.
+    AzureKeyVault {
+        /// The vault URL.
+        url: String,
+        /// Secret names are `<prefix>-<keyset>-<generation>`.
+        prefix: String,
+    },
 }
 
 impl FromStr for StoreSpec {
@@ -186,6 +309,12 @@ impl FromStr for StoreSpec {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             Some(("dir", path)) if !path.is_empty() => Ok(StoreSpec::Dir(path.into())),
+            Some(("azure-keyvault", url)) if url.starts_with("https://") => {
+                Ok(StoreSpec::AzureKeyVault {
+                    url: url.to_owned(),
+                    prefix: DEFAULT_PREFIX.to_owned(),
+                })
+            }
             _ => Err(StoreError::UnknownSpec(s.to_owned())),
         }
     }
@@ -193,10 +322,13 @@ impl FromStr for StoreSpec {
 
 impl StoreSpec {
     /// Opens the store.
-    pub fn open(&self) -> Box<dyn KeyStore> {
-        match self {
+    pub fn open(&self) -> Result<Box<dyn KeyStore>, StoreError> {
+        Ok(match self {
             StoreSpec::Dir(path) => Box::new(LocalDirStore::new(path.clone())),
-        }
+            StoreSpec::AzureKeyVault { url, prefix } => {
+                Box::new(AzureKeyVaultStore::open(url, prefix)?)
+            }
+        })
     }
 }
 
