@@ -1,0 +1,526 @@
+//! A Key Vault emulator for tests: real HTTPS on loopback (a CA and a server certificate
+//! made at test time), the secrets REST API kvseal's SDK calls, the 401 bearer challenge,
+//! Key Vault's error JSON, and fault injection. It speaks the wire protocol, so the code
+//! under test is the real SDK client, transport and TLS stack.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use serde_json::{Value, json};
+
+/// The bearer token the emulator accepts.
+pub const TOKEN: &str = "kvseal-test-token";
+
+/// A fault to inject into one request.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// 429 with `Retry-After` (seconds).
+    Throttle(u32),
+    /// 500 Internal Server Error.
+    ServerError,
+    /// Close the connection without an answer.
+    Drop,
+    /// Answer after this many milliseconds.
+    Delay(u64),
+}
+
+#[derive(Clone, Debug)]
+struct Version {
+    id: String,
+    value: String,
+    content_type: Option<String>,
+    tags: HashMap<String, String>,
+    enabled: bool,
+    created: i64,
+    updated: i64,
+}
+
+#[derive(Default)]
+struct Secret {
+    name: String,
+    versions: Vec<Version>,
+}
+
+#[derive(Default)]
+struct State {
+    secrets: HashMap<String, Secret>,
+    deleted: HashMap<String, Secret>,
+    /// Faults by request number (1-based, counting authenticated requests).
+    faults: HashMap<usize, Fault>,
+    /// Faults for every request from this number on.
+    fault_from: Option<(usize, Fault)>,
+}
+
+/// A running emulator. It stops when dropped.
+pub struct Vault {
+    pub url: String,
+    pub ca_file: PathBuf,
+    state: Arc<Mutex<State>>,
+    requests: Arc<AtomicUsize>,
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Vault {
+    /// Starts an emulator on a free loopback port.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kvseal test CA");
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
+        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![server_cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let url = format!("https://127.0.0.1:{}/", addr.port());
+        let state = Arc::new(Mutex::new(State::default()));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let base = format!("https://127.0.0.1:{}", addr.port());
+        {
+            let state = state.clone();
+            let requests = requests.clone();
+            runtime.spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let state = state.clone();
+                    let requests = requests.clone();
+                    let base = base.clone();
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper::service::service_fn(move |request| {
+                            let state = state.clone();
+                            let requests = requests.clone();
+                            let base = base.clone();
+                            async move { handle(request, &state, &requests, &base).await }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+        }
+        Self {
+            url,
+            ca_file,
+            state,
+            requests,
+            _dir: dir,
+            _runtime: runtime,
+        }
+    }
+
+    /// Injects `fault` into the `n`-th authenticated request from now on (1-based).
+    pub fn fail_request(&self, n: usize, fault: Fault) {
+        let base = self.requests.load(Ordering::SeqCst);
+        self.state.lock().unwrap().faults.insert(base + n, fault);
+    }
+
+    /// Injects `fault` into every authenticated request from the `n`-th on.
+    pub fn fail_from(&self, n: usize, fault: Fault) {
+        let base = self.requests.load(Ordering::SeqCst);
+        self.state.lock().unwrap().fault_from = Some((base + n, fault));
+    }
+
+    /// Removes every fault.
+    pub fn heal(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.faults.clear();
+        state.fault_from = None;
+    }
+
+    /// Authenticated requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every version of every secret: (name, version, enabled, tags).
+    pub fn dump(&self) -> Vec<(String, String, bool, HashMap<String, String>)> {
+        let state = self.state.lock().unwrap();
+        let mut out: Vec<_> = state
+            .secrets
+            .values()
+            .flat_map(|s| {
+                s.versions
+                    .iter()
+                    .map(|v| (s.name.clone(), v.id.clone(), v.enabled, v.tags.clone()))
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        out
+    }
+}
+
+type Answer = Result<Response<Full<Bytes>>, Infallible>;
+
+fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap()
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response<Full<Bytes>> {
+    answer(status, json!({"error": {"code": code, "message": message}}))
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn random_version() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    hex::encode(bytes)
+}
+
+fn attributes(v: &Version) -> Value {
+    json!({
+        "enabled": v.enabled,
+        "created": v.created,
+        "updated": v.updated,
+        "recoveryLevel": "Recoverable+Purgeable",
+        "recoverableDays": 90,
+    })
+}
+
+fn bundle(base: &str, name: &str, v: &Version, with_value: bool) -> Value {
+    let mut out = json!({
+        "id": format!("{base}/secrets/{name}/{}", v.id),
+        "attributes": attributes(v),
+        "tags": v.tags,
+    });
+    if let Some(ct) = &v.content_type {
+        out["contentType"] = json!(ct);
+    }
+    if with_value {
+        out["value"] = json!(v.value);
+    }
+    out
+}
+
+fn query(request: &Request<Incoming>) -> HashMap<String, String> {
+    request
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        // Clients may re-encode the query (`$` as `%24`).
+        .map(|(k, v)| (k.replace("%24", "$").to_ascii_lowercase(), v.to_owned()))
+        .collect()
+}
+
+/// One page of `items`, with a `nextLink` when more follow.
+fn page(base: &str, path: &str, items: Vec<Value>, q: &HashMap<String, String>) -> Value {
+    let max: usize = q
+        .get("maxresults")
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(2)
+        .clamp(1, 25);
+    let skip: usize = q
+        .get("$skiptoken")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let end = (skip + max).min(items.len());
+    let next = (end < items.len())
+        .then(|| format!("{base}{path}?api-version=7.6&$skiptoken={end}&maxresults={max}"));
+    json!({"value": items[skip.min(items.len())..end], "nextLink": next})
+}
+
+async fn handle(
+    request: Request<Incoming>,
+    state: &Mutex<State>,
+    requests: &AtomicUsize,
+    base: &str,
+) -> Answer {
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"));
+    if !authorized {
+        return Ok(Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header(
+                "www-authenticate",
+                "Bearer authorization=\"https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000\", resource=\"https://vault.azure.net\"",
+            )
+            .body(Full::new(Bytes::from(
+                json!({"error": {"code": "Unauthorized", "message": "AKV10000: Request is missing a Bearer or PoP token."}}).to_string(),
+            )))
+            .unwrap());
+    }
+    let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let fault = {
+        let state = state.lock().unwrap();
+        state.faults.get(&n).cloned().or_else(|| {
+            state
+                .fault_from
+                .as_ref()
+                .filter(|(from, _)| n >= *from)
+                .map(|(_, f)| f.clone())
+        })
+    };
+    match fault {
+        Some(Fault::Throttle(seconds)) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Throttled",
+                "Request was not processed because too many requests were received.",
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", seconds.to_string().parse().unwrap());
+            return Ok(response);
+        }
+        Some(Fault::ServerError) => {
+            return Ok(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "injected",
+            ));
+        }
+        Some(Fault::Drop) => {
+            // Ending the task without an answer closes the connection.
+            std::future::pending::<()>().await;
+        }
+        Some(Fault::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        None => {}
+    }
+
+    let method = request.method().clone();
+    let q = query(&request);
+    let path = request.uri().path().trim_end_matches('/').to_owned();
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut state = state.lock().unwrap();
+    let response = match (method.as_str(), parts.as_slice()) {
+        ("GET", ["secrets"]) => {
+            let mut names: Vec<&Secret> = state.secrets.values().collect();
+            names.sort_by(|a, b| a.name.cmp(&b.name));
+            let items = names
+                .iter()
+                .filter_map(|s| {
+                    let latest = s.versions.last()?;
+                    let mut item = bundle(base, &s.name, latest, false);
+                    item["id"] = json!(format!("{base}/secrets/{}", s.name));
+                    Some(item)
+                })
+                .collect();
+            answer(StatusCode::OK, page(base, "/secrets", items, &q))
+        }
+        ("GET", ["secrets", name, "versions"]) => match state.secrets.get(&name.to_lowercase()) {
+            Some(s) => {
+                let items = s
+                    .versions
+                    .iter()
+                    .map(|v| bundle(base, &s.name, v, false))
+                    .collect();
+                let path = format!("/secrets/{}/versions", s.name);
+                answer(StatusCode::OK, page(base, &path, items, &q))
+            }
+            None => error(
+                StatusCode::NOT_FOUND,
+                "SecretNotFound",
+                &format!("A secret with (name/id) {name} was not found in this key vault."),
+            ),
+        },
+        ("GET", ["secrets", name]) | ("GET", ["secrets", name, ""]) => {
+            get(&state, base, name, None)
+        }
+        ("GET", ["secrets", name, version]) => get(&state, base, name, Some(version)),
+        ("PUT", ["secrets", name]) => {
+            let key = name.to_lowercase();
+            if state.deleted.contains_key(&key) {
+                error(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    &format!(
+                        "Secret {name} is currently in a deleted but recoverable state, and its name cannot be reused; in this state, the secret can only be recovered or purged."
+                    ),
+                )
+            } else {
+                let Ok(params) = serde_json::from_slice::<Value>(&body) else {
+                    return Ok(error(
+                        StatusCode::BAD_REQUEST,
+                        "BadParameter",
+                        "invalid JSON",
+                    ));
+                };
+                let Some(value) = params["value"].as_str() else {
+                    return Ok(error(
+                        StatusCode::BAD_REQUEST,
+                        "BadParameter",
+                        "value is required",
+                    ));
+                };
+                let version = Version {
+                    id: random_version(),
+                    value: value.to_owned(),
+                    content_type: params["contentType"].as_str().map(str::to_owned),
+                    tags: serde_json::from_value(params["tags"].clone()).unwrap_or_default(),
+                    enabled: params["attributes"]["enabled"].as_bool().unwrap_or(true),
+                    created: now(),
+                    updated: now(),
+                };
+                let secret = state.secrets.entry(key).or_insert_with(|| Secret {
+                    name: name.to_string(),
+                    versions: Vec::new(),
+                });
+                secret.versions.push(version.clone());
+                let name = secret.name.clone();
+                answer(StatusCode::OK, bundle(base, &name, &version, true))
+            }
+        }
+        ("PATCH", ["secrets", name, version]) => {
+            let Ok(params) = serde_json::from_slice::<Value>(&body) else {
+                return Ok(error(
+                    StatusCode::BAD_REQUEST,
+                    "BadParameter",
+                    "invalid JSON",
+                ));
+            };
+            match state.secrets.get_mut(&name.to_lowercase()).and_then(|s| {
+                let name = s.name.clone();
+                s.versions
+                    .iter_mut()
+                    .find(|v| v.id == *version)
+                    .map(|v| (name, v))
+            }) {
+                Some((name, v)) => {
+                    if let Some(enabled) = params["attributes"]["enabled"].as_bool() {
+                        v.enabled = enabled;
+                    }
+                    if params.get("tags").is_some_and(|t| !t.is_null()) {
+                        v.tags = serde_json::from_value(params["tags"].clone()).unwrap_or_default();
+                    }
+                    if let Some(ct) = params["contentType"].as_str() {
+                        v.content_type = Some(ct.to_owned());
+                    }
+                    v.updated = now();
+                    answer(StatusCode::OK, bundle(base, &name, v, false))
+                }
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "SecretNotFound",
+                    &format!(
+                        "A secret with (name/id) {name}/{version} was not found in this key vault."
+                    ),
+                ),
+            }
+        }
+        ("DELETE", ["secrets", name]) => match state.secrets.remove(&name.to_lowercase()) {
+            Some(s) => {
+                let latest = s.versions.last().cloned();
+                let name = s.name.clone();
+                state.deleted.insert(name.to_lowercase(), s);
+                let mut out = latest.map_or(json!({}), |v| bundle(base, &name, &v, false));
+                out["recoveryId"] = json!(format!("{base}/deletedsecrets/{name}"));
+                answer(StatusCode::OK, out)
+            }
+            None => error(StatusCode::NOT_FOUND, "SecretNotFound", "not found"),
+        },
+        ("POST", ["deletedsecrets", name, "recover"]) => {
+            match state.deleted.remove(&name.to_lowercase()) {
+                Some(s) => {
+                    let latest = s.versions.last().cloned();
+                    let name = s.name.clone();
+                    state.secrets.insert(name.to_lowercase(), s);
+                    answer(
+                        StatusCode::OK,
+                        latest.map_or(json!({}), |v| bundle(base, &name, &v, false)),
+                    )
+                }
+                None => error(StatusCode::NOT_FOUND, "SecretNotFound", "not found"),
+            }
+        }
+        ("DELETE", ["deletedsecrets", name]) => match state.deleted.remove(&name.to_lowercase()) {
+            Some(_) => Response::builder()
+                .status(StatusCode::NO_CONTENT)
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+            None => error(StatusCode::NOT_FOUND, "SecretNotFound", "not found"),
+        },
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "BadParameter",
+            &format!("unsupported: {method} {path}"),
+        ),
+    };
+    Ok(response)
+}
+
+fn get(state: &State, base: &str, name: &str, version: Option<&str>) -> Response<Full<Bytes>> {
+    let not_found = || {
+        error(
+            StatusCode::NOT_FOUND,
+            "SecretNotFound",
+            &format!("A secret with (name/id) {name} was not found in this key vault."),
+        )
+    };
+    let Some(secret) = state.secrets.get(&name.to_lowercase()) else {
+        return not_found();
+    };
+    let found = match version {
+        Some(id) => secret.versions.iter().find(|v| v.id == id),
+        None => secret.versions.last(),
+    };
+    match found {
+        Some(v) if !v.enabled => answer(
+            StatusCode::FORBIDDEN,
+            json!({"error": {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.", "innererror": {"code": "SecretDisabled"}}}),
+        ),
+        Some(v) => answer(StatusCode::OK, bundle(base, &secret.name, v, true)),
+        None => not_found(),
+    }
+}

@@ -1,0 +1,172 @@
+//! One contract for every key store, run unchanged against the local directory store and
+//! against Azure Key Vault (the real SDK, over HTTPS, against the emulator in
+//! `tests/keyvault`).
+
+mod keyvault;
+
+use kvseal::keys::{Certificate, CertificateRequest, PrivateKey};
+use kvseal::store::{AzureKeyVaultStore, GenerationState, KeyStore, LocalDirStore, StoreError};
+use time::OffsetDateTime;
+
+fn generation(days_ago: i64) -> (PrivateKey, Certificate) {
+    let key = PrivateKey::generate(2048).unwrap();
+    let start =
+        OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - time::Duration::days(days_ago);
+    let cert = Certificate::self_signed(
+        &key,
+        &CertificateRequest::new("sealed-secret", start, start + time::Duration::days(3650)),
+    )
+    .unwrap();
+    (key, cert)
+}
+
+fn states(store: &dyn KeyStore, keyset: &str) -> Vec<(u32, GenerationState)> {
+    store
+        .list(keyset)
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.generation, g.state))
+        .collect()
+}
+
+/// What every store must do.
+fn contract(store: &dyn KeyStore) {
+    assert!(store.keysets().unwrap().is_empty());
+    assert!(store.list("prod").unwrap().is_empty());
+    assert!(matches!(
+        store.load("prod", 1),
+        Err(StoreError::NotFound { generation: 1, .. })
+    ));
+
+    let (key1, cert1) = generation(30);
+    let info = store
+        .create("prod", 1, &key1, &cert1, GenerationState::Active)
+        .unwrap();
+    assert_eq!(info.fingerprint(), key1.fingerprint());
+    assert_eq!(info.state, GenerationState::Active);
+    assert_eq!(info.not_before, cert1.not_before());
+
+    // A generation is never overwritten.
+    let (other, other_cert) = generation(0);
+    assert!(matches!(
+        store.create("prod", 1, &other, &other_cert, GenerationState::Active),
+        Err(StoreError::AlreadyExists { generation: 1, .. })
+    ));
+    let loaded = store.load("prod", 1).unwrap();
+    assert_eq!(loaded.private_key.fingerprint(), key1.fingerprint());
+    assert_eq!(
+        loaded.info.certificate.as_ref().unwrap().to_pem(),
+        cert1.to_pem()
+    );
+
+    let (key2, cert2) = generation(0);
+    store
+        .create("prod", 2, &key2, &cert2, GenerationState::Staged)
+        .unwrap();
+    assert_eq!(
+        states(store, "prod"),
+        vec![(1, GenerationState::Active), (2, GenerationState::Staged)]
+    );
+    store.set_state("prod", 2, GenerationState::Active).unwrap();
+    store
+        .set_state("prod", 1, GenerationState::Retained)
+        .unwrap();
+    assert_eq!(
+        states(store, "prod"),
+        vec![(1, GenerationState::Retained), (2, GenerationState::Active)]
+    );
+
+    // Retiring keeps the generation: listed, with its fingerprint, and restorable.
+    store
+        .set_state("prod", 1, GenerationState::Retired)
+        .unwrap();
+    let listed = store.list("prod").unwrap();
+    assert_eq!(listed[0].state, GenerationState::Retired);
+    assert_eq!(listed[0].fingerprint(), key1.fingerprint());
+    store
+        .set_state("prod", 1, GenerationState::Retained)
+        .unwrap();
+    assert_eq!(
+        store.load("prod", 1).unwrap().private_key.fingerprint(),
+        key1.fingerprint()
+    );
+
+    let (key3, cert3) = generation(0);
+    store
+        .create("stage", 1, &key3, &cert3, GenerationState::Active)
+        .unwrap();
+    assert_eq!(store.keysets().unwrap(), vec!["prod", "stage"]);
+    assert!(matches!(
+        store.set_state("stage", 9, GenerationState::Retired),
+        Err(StoreError::NotFound { generation: 9, .. })
+    ));
+}
+
+#[test]
+fn the_local_directory_store_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(&LocalDirStore::new(dir.path().join("store")));
+}
+
+/// The emulator's CA and token, as a user would point kvseal at an emulator.
+fn azure_store(vault: &keyvault::Vault) -> AzureKeyVaultStore {
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = ENV.lock().unwrap();
+    // SAFETY: every test that reads these variables takes the lock above first, and they
+    // are set to the same token for all of them.
+    unsafe {
+        std::env::set_var(kvseal::store::CA_FILE_ENV, &vault.ca_file);
+        std::env::set_var(kvseal::store::ACCESS_TOKEN_ENV, keyvault::TOKEN);
+    }
+    AzureKeyVaultStore::open(&vault.url, "kvseal").unwrap()
+}
+
+#[test]
+fn the_azure_key_vault_store_keeps_the_contract() {
+    let vault = keyvault::Vault::start();
+    let store = azure_store(&vault);
+    contract(&store);
+    // Retiring disables the secret; nothing is ever deleted.
+    store
+        .set_state("prod", 1, GenerationState::Retired)
+        .unwrap();
+    let dump = vault.dump();
+    assert_eq!(dump.len(), 3, "one secret version per generation: {dump:?}");
+    let retired = dump
+        .iter()
+        .find(|(name, ..)| name == "kvseal-prod-1")
+        .unwrap();
+    assert!(!retired.2, "a retired generation's secret is disabled");
+    assert_eq!(retired.3["kvseal-state"], "retired");
+    assert!(matches!(
+        store.load("prod", 1),
+        Err(StoreError::Unreadable { generation: 1, .. })
+    ));
+}
+
+#[test]
+fn key_vault_throttling_and_failures_are_retried_or_named() {
+    let vault = keyvault::Vault::start();
+    let store = azure_store(&vault);
+    vault.fail_request(1, keyvault::Fault::Throttle(1));
+    vault.fail_request(2, keyvault::Fault::ServerError);
+    assert!(
+        store.keysets().unwrap().is_empty(),
+        "retried past a 429 and a 500"
+    );
+
+    vault.fail_from(1, keyvault::Fault::ServerError);
+    let (key, cert) = generation(0);
+    let error = store
+        .create("prod", 1, &key, &cert, GenerationState::Active)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("kvseal-prod-1"), "{error}");
+    assert!(error.contains("500"), "{error}");
+    assert!(error.contains("run it again later"), "{error}");
+    vault.heal();
+    assert!(
+        store.list("prod").unwrap().is_empty(),
+        "nothing half-written counts"
+    );
+}
