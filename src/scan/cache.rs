@@ -49,7 +49,7 @@ pub(crate) enum Cached {
 /// A cache file: the old one is read and the new one written as the scan goes.
 pub struct VerifiedCache {
     path: PathBuf,
-    keyring_key: std::sync::OnceLock<hmac::Key>,
+    mac_keys: std::sync::OnceLock<MacKeys>,
     io: Mutex<CacheIo>,
 }
 
@@ -94,15 +94,29 @@ fn key_mac_key(private: &PrivateKey) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
 }
 
-/// The MAC key for negative entries: derived from every private key, in fingerprint order.
-fn keyring_mac_key<'k>(keys: impl Iterator<Item = &'k PrivateKey>) -> hmac::Key {
-    let mut keys: Vec<&PrivateKey> = keys.collect();
-    keys.sort_by_key(|k| k.fingerprint());
-    let mut context = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, MAC_CONTEXT));
-    for key in keys {
-        context.update(hmac::sign(&key_mac_key(key), b"keyring").as_ref());
+/// The MAC keys of one scan's keyring, derived once rather than per entry.
+struct MacKeys {
+    /// For entries about one private key.
+    per_key: HashMap<Fingerprint, hmac::Key>,
+    /// For negative entries: derived from every private key, in fingerprint order, so that
+    /// they lapse when the keyring changes.
+    keyring: hmac::Key,
+}
+
+impl MacKeys {
+    fn new<'k>(keys: impl Iterator<Item = &'k PrivateKey>) -> Self {
+        let mut per_key: Vec<(Fingerprint, hmac::Key)> =
+            keys.map(|k| (k.fingerprint(), key_mac_key(k))).collect();
+        per_key.sort_by_key(|(fingerprint, _)| *fingerprint);
+        let mut context = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, MAC_CONTEXT));
+        for (_, key) in &per_key {
+            context.update(hmac::sign(key, b"keyring").as_ref());
+        }
+        Self {
+            keyring: hmac::Key::new(hmac::HMAC_SHA256, context.sign().as_ref()),
+            per_key: per_key.into_iter().collect(),
+        }
     }
-    hmac::Key::new(hmac::HMAC_SHA256, context.sign().as_ref())
 }
 
 fn message(value_hash: &[u8; 32], label_hash: &[u8; 32]) -> [u8; 64] {
@@ -261,7 +275,7 @@ impl VerifiedCache {
         }
         Self {
             path: path.to_owned(),
-            keyring_key: std::sync::OnceLock::new(),
+            mac_keys: std::sync::OnceLock::new(),
             io: Mutex::new(io),
         }
     }
@@ -271,9 +285,10 @@ impl VerifiedCache {
         &self.path
     }
 
-    /// The negative-entry MAC key for this scan's keyring, computed once.
-    pub(crate) fn keyring_key<'k>(&self, keys: impl Iterator<Item = &'k PrivateKey>) -> &hmac::Key {
-        self.keyring_key.get_or_init(|| keyring_mac_key(keys))
+    /// Derives the MAC keys from the scan's private keys. Until this is called the cache
+    /// answers nothing and learns nothing.
+    pub(crate) fn use_keys<'k>(&self, keys: impl Iterator<Item = &'k PrivateKey>) {
+        self.mac_keys.get_or_init(|| MacKeys::new(keys));
     }
 
     /// The old entries for `file`. Files must be asked for in walk order; sections of files
@@ -342,24 +357,19 @@ impl VerifiedCache {
 }
 
 impl FileCache<'_> {
-    /// What the cache holds for a value, if its MAC verifies. `private_of` finds the private
-    /// key for a fingerprint; `keyring_key` is [`keyring_mac_key`] of the current keyring.
-    pub(crate) fn lookup<'k>(
-        &self,
-        value_hash: &[u8; 32],
-        private_of: impl Fn(Fingerprint) -> Option<&'k PrivateKey>,
-        keyring_key: &hmac::Key,
-    ) -> Option<Cached> {
+    /// What the cache holds for a value, if its MAC verifies under the current keyring.
+    pub(crate) fn lookup(&self, value_hash: &[u8; 32]) -> Option<Cached> {
+        let keys = self.cache.mac_keys.get()?;
         let entry = self.known.get(value_hash)?;
         let msg = message(value_hash, &entry.label_hash);
         // Constant-time verification: the MAC is what keeps forged entries out.
         let cached = match entry.key {
             Some(fingerprint) => {
-                hmac::verify(&key_mac_key(private_of(fingerprint)?), &msg, &entry.mac).ok()?;
+                hmac::verify(keys.per_key.get(&fingerprint)?, &msg, &entry.mac).ok()?;
                 Cached::OpenedBy(fingerprint, entry.label_hash)
             }
             None => {
-                hmac::verify(keyring_key, &msg, &entry.mac).ok()?;
+                hmac::verify(&keys.keyring, &msg, &entry.mac).ok()?;
                 Cached::NoKey
             }
         };
@@ -367,13 +377,17 @@ impl FileCache<'_> {
         Some(cached)
     }
 
-    /// Records that `private` opened a value under the label with this hash.
-    pub(crate) fn record(&self, value_hash: [u8; 32], private: &PrivateKey, label_hash: [u8; 32]) {
-        let mac = tag(&key_mac_key(private), &value_hash, &label_hash);
+    /// Records that the key with this fingerprint opened a value under the label with
+    /// this hash.
+    pub(crate) fn record(&self, value_hash: [u8; 32], key: Fingerprint, label_hash: [u8; 32]) {
+        let Some(mac_key) = self.cache.mac_keys.get().and_then(|k| k.per_key.get(&key)) else {
+            return;
+        };
+        let mac = tag(mac_key, &value_hash, &label_hash);
         self.kept.borrow_mut().insert(
             value_hash,
             Entry {
-                key: Some(private.fingerprint()),
+                key: Some(key),
                 label_hash,
                 mac,
             },
@@ -381,20 +395,18 @@ impl FileCache<'_> {
     }
 
     /// Records that no key of the keyring opens a value.
-    pub(crate) fn record_no_key(&self, value_hash: [u8; 32], keyring_key: &hmac::Key) {
+    pub(crate) fn record_no_key(&self, value_hash: [u8; 32]) {
+        let Some(keys) = self.cache.mac_keys.get() else {
+            return;
+        };
         let label_hash = [0u8; 32];
         self.kept.borrow_mut().insert(
             value_hash,
             Entry {
                 key: None,
                 label_hash,
-                mac: tag(keyring_key, &value_hash, &label_hash),
+                mac: tag(&keys.keyring, &value_hash, &label_hash),
             },
         );
-    }
-
-    /// The negative-entry MAC key (see [`VerifiedCache::keyring_key`]).
-    pub(crate) fn keyring_key<'k>(&self, keys: impl Iterator<Item = &'k PrivateKey>) -> &hmac::Key {
-        self.cache.keyring_key(keys)
     }
 }

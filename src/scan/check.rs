@@ -601,11 +601,8 @@ pub(crate) fn open_field<'k>(
         .collect();
 
     let value_hash = cache.map(|_| super::cache::value_hash(&bytes));
-    let keyring_mac_key = cache
-        .map(|cache| cache.keyring_key(keyring.keys.iter().filter_map(|k| k.private.as_ref())));
-    if let (Some(cache), Some(value_hash), Some(mac_key)) = (cache, &value_hash, keyring_mac_key) {
-        let private_of = |fp| keyring.by_fingerprint(fp).and_then(|k| k.private.as_ref());
-        match cache.lookup(value_hash, private_of, mac_key) {
+    if let (Some(cache), Some(value_hash)) = (cache, &value_hash) {
+        match cache.lookup(value_hash) {
             Some(super::cache::Cached::OpenedBy(fingerprint, label_hash)) => {
                 if let Some(key) = keyring.by_fingerprint(fingerprint) {
                     let scope = hashes
@@ -626,7 +623,7 @@ pub(crate) fn open_field<'k>(
     }
     let remember = |private: &crate::keys::PrivateKey, label_hash: [u8; 32]| {
         if let (Some(cache), Some(value_hash)) = (cache, value_hash) {
-            cache.record(value_hash, private, label_hash);
+            cache.record(value_hash, private.fingerprint(), label_hash);
         }
     };
 
@@ -698,8 +695,8 @@ pub(crate) fn open_field<'k>(
             Err(_) => {}
         }
     }
-    if let (Some(cache), Some(value_hash), Some(mac_key)) = (cache, value_hash, keyring_mac_key) {
-        cache.record_no_key(value_hash, mac_key);
+    if let (Some(cache), Some(value_hash)) = (cache, value_hash) {
+        cache.record_no_key(value_hash);
     }
     Opened::NoKey
 }

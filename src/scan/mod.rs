@@ -194,6 +194,15 @@ pub fn scan_each(
             .filter(|w| matches!(w, walk::Walked::File(_)))
             .count()
     });
+    if let Some(cache) = options.cache {
+        cache.use_keys(
+            options
+                .keyring
+                .keys
+                .iter()
+                .filter_map(|k| k.private.as_ref()),
+        );
+    }
     let mut summary = ScanSummary {
         verified: options.keyring.has_private_keys(),
         ..Default::default()
