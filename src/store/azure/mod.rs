@@ -48,6 +48,10 @@ const TAG_FINGERPRINT: &str = "kvseal-fingerprint";
 const TAG_NOT_BEFORE: &str = "kvseal-not-before";
 const TAG_NOT_AFTER: &str = "kvseal-not-after";
 const TAG_CREATED: &str = "kvseal-created";
+/// More secrets (or versions of one) than any vault kvseal manages holds: a listing that
+/// pages past this is a vault (or proxy) that keeps answering `nextLink`, not data.
+const MAX_LISTED: usize = 100_000;
+
 /// The state of a version that lost a race for its generation number.
 const SUPERSEDED: &str = "superseded";
 
@@ -216,6 +220,18 @@ impl AzureKeyVaultStore {
         }))
     }
 
+    fn check_listing_size(&self, listed: usize, what: &str) -> Result<(), StoreError> {
+        if listed < MAX_LISTED {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt {
+            what: self.describe(),
+            reason: format!(
+                "listing {what} went past {MAX_LISTED} entries; the vault (or a proxy before it) keeps answering with another page"
+            ),
+        })
+    }
+
     fn is_not_found(error: &azure_core::Error) -> bool {
         matches!(error.kind(), azure_core::error::ErrorKind::HttpResponse { status, .. } if u16::from(*status) == 404)
     }
@@ -229,11 +245,14 @@ impl AzureKeyVaultStore {
                 .list_secret_properties(None)
                 .map_err(|e| self.remote(doing(), e))?;
             let mut out = Vec::new();
+            let mut seen = 0;
             while let Some(properties) = pager
                 .try_next()
                 .await
                 .map_err(|e| self.remote(doing(), e))?
             {
+                seen += 1;
+                self.check_listing_size(seen, "secrets")?;
                 if let Some(item) = listed(properties)
                     && item.tags.contains_key(TAG_KEYSET)
                     && item.name.starts_with(&format!("{}-", self.prefix))
@@ -257,7 +276,10 @@ impl AzureKeyVaultStore {
             let mut out = Vec::new();
             loop {
                 match pager.try_next().await {
-                    Ok(Some(properties)) => out.extend(listed(properties)),
+                    Ok(Some(properties)) => {
+                        self.check_listing_size(out.len(), &format!("versions of {name}"))?;
+                        out.extend(listed(properties));
+                    }
                     Ok(None) => break,
                     Err(e) if Self::is_not_found(&e) => break,
                     Err(e) => return Err(self.remote(doing(), e)),
@@ -341,7 +363,8 @@ impl AzureKeyVaultStore {
         Ok((private_key, certificate))
     }
 
-    fn info(&self, keyset: &str, listed: &Listed) -> Result<GenerationInfo, StoreError> {
+    /// A generation's facts from its tags alone (no request); the certificate is left out.
+    fn info_from_tags(&self, keyset: &str, listed: &Listed) -> Result<GenerationInfo, StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             what: format!("{} secret {}", self.describe(), listed.name),
             reason,
@@ -362,23 +385,17 @@ impl AzureKeyVaultStore {
         let state: GenerationState = tag(TAG_STATE)?.parse().map_err(|e: String| corrupt(e))?;
         let fingerprint = Fingerprint::parse(tag(TAG_FINGERPRINT)?)
             .ok_or_else(|| corrupt(format!("the tag {TAG_FINGERPRINT} is not a fingerprint")))?;
-        let created = time_tag(TAG_CREATED)?;
-        let mut info = GenerationInfo {
+        Ok(GenerationInfo {
             keyset: keyset.to_owned(),
             generation,
             state,
-            created,
+            created: time_tag(TAG_CREATED)?,
             fingerprint,
             not_before: time_tag(TAG_NOT_BEFORE)?,
             not_after: time_tag(TAG_NOT_AFTER)?,
             certificate: None,
             version: Some(listed.version.clone()),
-        };
-        if listed.enabled {
-            let (_, certificate) = self.read_bundle(listed)?;
-            info.certificate = Some(certificate);
-        }
-        Ok(info)
+        })
     }
 
     fn tags(
@@ -458,7 +475,12 @@ impl KeyStore for AzureKeyVaultStore {
             // The listing shows each name's latest version; the generation is its winner.
             let versions = self.versions(&item.name)?;
             if let Some(winner) = Self::winner(&versions) {
-                out.push(self.info(keyset, winner)?);
+                let mut info = self.info_from_tags(keyset, winner)?;
+                // A disabled (retired) secret cannot be read; its tags still describe it.
+                if winner.enabled {
+                    info.certificate = Some(self.read_bundle(winner)?.1);
+                }
+                out.push(info);
             }
         }
         out.sort_by_key(|g| g.generation);
@@ -467,7 +489,7 @@ impl KeyStore for AzureKeyVaultStore {
 
     fn load(&self, keyset: &str, generation: u32) -> Result<Generation, StoreError> {
         let current = self.current(keyset, generation)?;
-        let mut info = self.info(keyset, &current)?;
+        let mut info = self.info_from_tags(keyset, &current)?;
         if !current.enabled {
             return Err(StoreError::Unreadable {
                 keyset: keyset.to_owned(),
