@@ -96,7 +96,51 @@ pub struct RawConfig {
     /// Scanner settings.
     #[serde(default)]
     pub scan: RawScan,
+    /// How `kvseal manifests` loads keys into clusters.
+    #[serde(default)]
+    pub manifests: RawManifests,
 }
+
+/// `[manifests]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawManifests {
+    /// Where the per-cluster manifests go (relative to the file); when set, `keys rotate`
+    /// and `keys promote` regenerate them.
+    #[serde(default)]
+    pub out_dir: Option<String>,
+    /// The Azure tenant of the vault.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// The client ID of the workload identity that reads the vault, for every cluster
+    /// that does not name its own.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The image of the key-sync Deployment, which only needs to keep running.
+    #[serde(default)]
+    pub key_sync_image: Option<String>,
+    /// The vault's name, when the store URL does not start with it.
+    #[serde(default)]
+    pub keyvault_name: Option<String>,
+}
+
+/// The validated `[manifests]` table.
+#[derive(Clone, Debug, Default)]
+pub struct ManifestsConfig {
+    /// Where `kvseal manifests` writes, resolved; `None` when not configured.
+    pub out_dir: Option<PathBuf>,
+    /// Azure tenant ID.
+    pub tenant_id: Option<String>,
+    /// Default workload identity client ID.
+    pub client_id: Option<String>,
+    /// Key-sync image.
+    pub key_sync_image: String,
+    /// Vault name override.
+    pub keyvault_name: Option<String>,
+}
+
+/// The key-sync Deployment's default image: it only has to keep the CSI volume mounted.
+pub const DEFAULT_KEY_SYNC_IMAGE: &str = "registry.k8s.io/pause:3.10";
 
 /// `[scan]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -143,6 +187,9 @@ pub struct RawCluster {
     /// Path patterns that deploy to this cluster.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// The client ID of this cluster's workload identity for Key Vault.
+    #[serde(default)]
+    pub client_id: Option<String>,
 }
 
 /// A validated key set.
@@ -175,6 +222,8 @@ pub struct ClusterConfig {
     pub context: Option<String>,
     /// Path patterns as written.
     pub paths: Vec<String>,
+    /// Workload identity client ID for Key Vault (this cluster's, or the default).
+    pub client_id: Option<String>,
     path_set: GlobSet,
 }
 
@@ -204,6 +253,8 @@ pub struct Config {
     pub shared_paths: Vec<String>,
     /// Scanner severities that differ from the defaults.
     pub severity_overrides: BTreeMap<Code, Severity>,
+    /// Cluster manifest settings.
+    pub manifests: ManifestsConfig,
     shared_set: GlobSet,
 }
 
@@ -383,6 +434,7 @@ impl RawConfig {
                         .unwrap_or_else(|| DEFAULT_CONTROLLER_NAME.into()),
                     context: raw.context,
                     paths: raw.paths,
+                    client_id: raw.client_id.or_else(|| self.manifests.client_id.clone()),
                     path_set,
                     name,
                 },
@@ -414,6 +466,16 @@ impl RawConfig {
             clusters,
             shared_paths: self.shared_paths,
             severity_overrides,
+            manifests: ManifestsConfig {
+                out_dir: self.manifests.out_dir.map(|d| base_dir.join(d)),
+                tenant_id: self.manifests.tenant_id,
+                client_id: self.manifests.client_id,
+                key_sync_image: self
+                    .manifests
+                    .key_sync_image
+                    .unwrap_or_else(|| DEFAULT_KEY_SYNC_IMAGE.to_owned()),
+                keyvault_name: self.manifests.keyvault_name,
+            },
             shared_set,
         })
     }

@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
+pub mod cluster_manifests;
 pub mod config;
 pub mod fleet;
 pub mod format;

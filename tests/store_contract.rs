@@ -67,29 +67,54 @@ fn contract(store: &dyn KeyStore) {
         states(store, "prod"),
         vec![(1, GenerationState::Active), (2, GenerationState::Staged)]
     );
-    store.set_state("prod", 2, GenerationState::Active).unwrap();
     store
-        .set_state("prod", 1, GenerationState::Retained)
+        .set_state("prod", 2, GenerationState::Active, None)
+        .unwrap();
+    store
+        .set_state("prod", 1, GenerationState::Retained, None)
         .unwrap();
     assert_eq!(
         states(store, "prod"),
         vec![(1, GenerationState::Retained), (2, GenerationState::Active)]
     );
 
-    // Retiring keeps the generation: listed, with its fingerprint, and restorable.
+    // Retiring keeps the generation: listed, with its fingerprint, and restorable. A
+    // forced change keeps its reason.
     store
-        .set_state("prod", 1, GenerationState::Retired)
+        .set_state("prod", 1, GenerationState::Retired, Some("audit ticket 42"))
         .unwrap();
     let listed = store.list("prod").unwrap();
     assert_eq!(listed[0].state, GenerationState::Retired);
     assert_eq!(listed[0].fingerprint(), key1.fingerprint());
+    assert_eq!(listed[0].reason.as_deref(), Some("audit ticket 42"));
     store
-        .set_state("prod", 1, GenerationState::Retained)
+        .set_state("prod", 1, GenerationState::Retained, None)
         .unwrap();
     assert_eq!(
         store.load("prod", 1).unwrap().private_key.fingerprint(),
         key1.fingerprint()
     );
+
+    // Promotion re-issues a certificate for the same key; the key never changes, and a
+    // certificate for another key is refused.
+    let start = cert2.not_before() + time::Duration::hours(1);
+    let reissued = Certificate::self_signed(
+        &key2,
+        &CertificateRequest::new("sealed-secret", start, cert2.not_after()),
+    )
+    .unwrap();
+    let info = store.replace_certificate("prod", 2, &reissued).unwrap();
+    assert_eq!(info.not_before, start);
+    assert_eq!(info.state, GenerationState::Active);
+    let loaded = store.load("prod", 2).unwrap();
+    assert_eq!(loaded.private_key.fingerprint(), key2.fingerprint());
+    assert_eq!(loaded.info.certificate.as_ref(), Some(&reissued));
+    assert_eq!(store.list("prod").unwrap()[1].not_before, start);
+    assert!(matches!(
+        store.replace_certificate("prod", 2, &other_cert),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert_eq!(store.load("prod", 2).unwrap().info.not_before, start);
 
     let (key3, cert3) = generation(0);
     store
@@ -97,7 +122,7 @@ fn contract(store: &dyn KeyStore) {
         .unwrap();
     assert_eq!(store.keysets().unwrap(), vec!["prod", "stage"]);
     assert!(matches!(
-        store.set_state("stage", 9, GenerationState::Retired),
+        store.set_state("stage", 9, GenerationState::Retired, None),
         Err(StoreError::NotFound { generation: 9, .. })
     ));
 }
@@ -128,10 +153,24 @@ fn the_azure_key_vault_store_keeps_the_contract() {
     contract(&store);
     // Retiring disables the secret; nothing is ever deleted.
     store
-        .set_state("prod", 1, GenerationState::Retired)
+        .set_state("prod", 1, GenerationState::Retired, None)
         .unwrap();
     let dump = vault.dump();
-    assert_eq!(dump.len(), 3, "one secret version per generation: {dump:?}");
+    let names: std::collections::BTreeSet<&String> = dump.iter().map(|(name, ..)| name).collect();
+    assert_eq!(names.len(), 3, "one secret per generation: {dump:?}");
+    let prod2: Vec<_> = dump
+        .iter()
+        .filter(|(name, ..)| name == "kvseal-prod-2")
+        .collect();
+    assert_eq!(
+        prod2.len(),
+        2,
+        "a re-issued certificate is a second version: {dump:?}"
+    );
+    assert!(
+        prod2.iter().all(|v| v.2),
+        "the replaced version stays enabled, since manifests may pin it"
+    );
     let retired = dump
         .iter()
         .find(|(name, ..)| name == "kvseal-prod-1")

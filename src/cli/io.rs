@@ -78,3 +78,24 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<Vec<kvseal::keys::PrivateKey
     kvseal::keys::read_private_keys(bytes.expose())
         .with_context(|| format!("key file {}", path.display()))
 }
+
+/// Asks before a command changes a store. `--yes` answers for the user; without it, a
+/// terminal is asked, and anything else (a pipeline) gets no change and is told why.
+pub fn confirm(yes: bool, question: &str) -> anyhow::Result<bool> {
+    use std::io::IsTerminal as _;
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "no change made: standard input is not a terminal, so nobody can confirm this plan; pass --yes to carry it out"
+        );
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("cannot read the answer")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}

@@ -2,6 +2,7 @@
 
 mod io;
 mod keys;
+mod manifests;
 mod reseal;
 mod scan;
 mod seal;
@@ -38,9 +39,11 @@ enum Command {
     Scan(scan::Args),
     /// Re-encrypt SealedSecrets in place with each key set's active generation.
     Reseal(reseal::Args),
-    /// Generate, list and export key generations.
+    /// Generate, rotate, promote, retire, import, list and export key generations.
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Write what each cluster applies to load its keys from Key Vault (CSI driver).
+    Manifests(manifests::Args),
 }
 
 /// Runs the parsed command.
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(command) => keys::run(command, &config),
         Command::Scan(args) => scan::run(args, &config),
         Command::Reseal(args) => reseal::run(args, &config),
+        Command::Manifests(args) => manifests::run(args, &config),
     }
 }
 

@@ -47,6 +47,15 @@ pub struct Certificate {
     serial: Vec<u8>,
 }
 
+impl PartialEq for Certificate {
+    /// Two certificates are equal when their DER encodings are.
+    fn eq(&self, other: &Self) -> bool {
+        self.der == other.der
+    }
+}
+
+impl Eq for Certificate {}
+
 /// What a new self-signed certificate should say.
 #[derive(Clone, Debug)]
 pub struct CertificateRequest {

@@ -17,7 +17,7 @@ use base64::Engine as _;
 
 use crate::secret::{SecretBytes, SecretString};
 
-pub use backup::read_private_keys;
+pub use backup::{KeyMaterial, read_key_material, read_private_keys};
 pub use cert::{Certificate, CertificateError, CertificateRequest};
 pub use pem::{PemBlock, pem_blocks, pem_encode};
 

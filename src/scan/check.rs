@@ -499,7 +499,13 @@ fn check_opened(
                 "{name}: sealed with {key_name}, which is marked compromised; rotate the value itself too"
             ),
         )),
-        Some(GenerationState::Retained | GenerationState::Staged) => {
+        Some(GenerationState::Staged) => Some((
+            Code::StagedKey,
+            format!(
+                "{name}: sealed with {key_name}, which is staged: clusters are still loading it, and one that has not will fail to decrypt this"
+            ),
+        )),
+        Some(GenerationState::Retained) => {
             let period = options
                 .config
                 .and_then(|c| c.keysets.get(&key.keyset))

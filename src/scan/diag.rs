@@ -95,6 +95,7 @@ codes! {
     ScopeMismatch = "scope-mismatch", Error, "Decrypts with the right key, but under another label than its metadata implies (renamed, moved, or a wrong scope annotation).";
     RetiredKey = "retired-key", Error, "Sealed with a retired generation, which clusters no longer load.";
     CompromisedKey = "compromised-key", Error, "Sealed with a generation marked compromised.";
+    StagedKey = "staged-key", Error, "Sealed with a staged generation, which some cluster may not have loaded yet; it seals only after `kvseal keys promote`.";
     StaleKey = "stale-key", Warning, "Sealed with a non-active generation older than the key set's rotation period.";
     PlaintextSecret = "plaintext-secret", Error, "A plain Secret with data is committed to the repository.";
     Malformed = "malformed", Error, "Bad base64, truncated data, a wrong length prefix, YAML that does not parse, or a SealedSecret missing required fields.";

@@ -51,14 +51,20 @@ impl Keyring {
                 if info.state == GenerationState::Pending {
                     continue;
                 }
-                let generation = store.load(keyset, info.generation)?;
+                // A retired generation in Key Vault is disabled and cannot be read: it is
+                // still known by its fingerprint, for public-certificate attribution.
+                let private = match store.load(keyset, info.generation) {
+                    Ok(generation) => Some(generation.private_key),
+                    Err(StoreError::Unreadable { .. }) => None,
+                    Err(other) => return Err(other),
+                };
                 keys.push(KnownKey {
                     keyset: keyset.clone(),
                     generation: Some(info.generation),
                     state: Some(info.state),
                     not_before: Some(info.not_before),
                     fingerprint: info.fingerprint(),
-                    private: Some(generation.private_key),
+                    private,
                 });
             }
         }

@@ -155,6 +155,47 @@ pub fn scan(paths: &[PathBuf], options: &ScanOptions<'_>) -> ScanReport {
     }
 }
 
+/// Which SealedSecret files each generation opens, by (key set, generation): the
+/// attribution that retiring or replacing a generation must respect. Scans the whole
+/// repository (the directory of `kvseal.toml`), with private keys, so it is definitive for
+/// every generation whose key the keyring holds.
+pub fn generation_usage(
+    config: &Config,
+    keyring: &Keyring,
+    now: OffsetDateTime,
+) -> std::collections::BTreeMap<(String, u32), Vec<String>> {
+    let options = ScanOptions {
+        config: Some(config),
+        keyring,
+        root: config.base_dir.clone(),
+        now,
+        baseline: Default::default(),
+        progress: None,
+        cache: None,
+        collect_fields: true,
+    };
+    let mut usage: std::collections::BTreeMap<(String, u32), Vec<String>> = Default::default();
+    scan_each(
+        std::slice::from_ref(&config.base_dir),
+        &options,
+        &mut |outcome| {
+            for field in outcome.fields {
+                let Some(attribution) = field.attribution else {
+                    continue;
+                };
+                let Some(generation) = attribution.generation else {
+                    continue;
+                };
+                let files = usage.entry((attribution.keyset, generation)).or_default();
+                if files.last() != Some(&field.file) {
+                    files.push(field.file);
+                }
+            }
+        },
+    );
+    usage
+}
+
 /// Files checked ahead of the one being reported, per thread: enough that no thread waits
 /// for a slow file, few enough that memory stays that of a handful of files.
 const AHEAD_PER_THREAD: usize = 32;

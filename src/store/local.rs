@@ -4,8 +4,9 @@
 //! <root>/<keyset>/<generation, 4 digits>/
 //!     tls.crt     certificate (PEM)
 //!     tls.key     PKCS#8 private key (PEM), created new with mode 0600, never overwritten
-//!     meta.toml   state, fingerprint, created; written last, so its presence marks a
-//!                 complete generation
+//!     meta.toml   state, fingerprint, created (and the reason for a forced change);
+//!                 written last, as `pending`, and moved on only after the generation
+//!                 reads back whole
 //! ```
 
 use std::fs;
@@ -36,6 +37,8 @@ struct Meta {
     fingerprint: String,
     #[serde(with = "time::serde::rfc3339")]
     created: OffsetDateTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -64,7 +67,25 @@ impl LocalDirStore {
         let meta_path = dir.join(META_FILE);
         let meta_text = match fs::read_to_string(&meta_path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // No meta.toml: a creation cut short. With its certificate written (the key was
+            // written before it) it is a pending generation that a re-run can verify and
+            // finish; without, there is nothing to go on and the number is simply taken.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let cert_path = dir.join(CERT_FILE);
+                let certificate = fs::read(&cert_path)
+                    .ok()
+                    .and_then(|pem| Certificate::from_pem(&pem).ok());
+                return Ok(certificate.map(|certificate| {
+                    GenerationInfo::new(
+                        keyset,
+                        generation,
+                        GenerationState::Pending,
+                        certificate.not_before(),
+                        certificate,
+                        None,
+                    )
+                }));
+            }
             Err(e) => return Err(io_error(&meta_path)(e)),
         };
         let corrupt = |reason: String| StoreError::Corrupt {
@@ -85,14 +106,16 @@ impl LocalDirStore {
                 meta.fingerprint
             )));
         }
-        Ok(Some(GenerationInfo::new(
+        let mut info = GenerationInfo::new(
             keyset,
             generation,
             meta.state,
             meta.created,
             certificate,
             None,
-        )))
+        );
+        info.reason = meta.reason;
+        Ok(Some(info))
     }
 
     fn require_info(&self, keyset: &str, generation: u32) -> Result<GenerationInfo, StoreError> {
@@ -154,26 +177,7 @@ impl KeyStore for LocalDirStore {
         numbers.sort_unstable();
         let mut out = Vec::new();
         for n in numbers {
-            match self.read_info(keyset, n)? {
-                Some(info) => out.push(info),
-                // A directory without meta.toml is a generation whose creation was cut short.
-                None => {
-                    let cert_path = self.generation_dir(keyset, n).join(CERT_FILE);
-                    let certificate = fs::read(&cert_path)
-                        .ok()
-                        .and_then(|pem| Certificate::from_pem(&pem).ok());
-                    if let Some(certificate) = certificate {
-                        out.push(GenerationInfo::new(
-                            keyset,
-                            n,
-                            GenerationState::Pending,
-                            certificate.not_before(),
-                            certificate,
-                            None,
-                        ));
-                    }
-                }
-            }
+            out.extend(self.read_info(keyset, n)?);
         }
         Ok(out)
     }
@@ -225,12 +229,13 @@ impl KeyStore for LocalDirStore {
         let cert_path = dir.join(CERT_FILE);
         fsutil::write_atomic(&cert_path, certificate.to_pem().as_bytes())
             .map_err(io_error(&cert_path))?;
-        let meta = Meta {
-            state,
+        let mut meta = Meta {
+            state: GenerationState::Pending,
             fingerprint: certificate.public_key().fingerprint().to_string(),
             created: OffsetDateTime::now_utc()
                 .replace_nanosecond(0)
                 .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+            reason: None,
         };
         Self::write_meta(&dir, &meta)?;
         fsutil::sync_dir(&keyset_dir).map_err(io_error(&keyset_dir))?;
@@ -243,7 +248,13 @@ impl KeyStore for LocalDirStore {
                 reason: "the stored key does not read back as the key that was written".into(),
             });
         }
-        Ok(stored.info)
+        let mut info = stored.info;
+        if state != GenerationState::Pending {
+            meta.state = state;
+            Self::write_meta(&dir, &meta)?;
+            info.state = state;
+        }
+        Ok(info)
     }
 
     fn set_state(
@@ -251,13 +262,36 @@ impl KeyStore for LocalDirStore {
         keyset: &str,
         generation: u32,
         state: GenerationState,
+        reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let info = self.require_info(keyset, generation)?;
         let meta = Meta {
             state,
             fingerprint: info.fingerprint().to_string(),
             created: info.created,
+            reason: reason.map(str::to_owned).or(info.reason),
         };
         Self::write_meta(&self.generation_dir(keyset, generation), &meta)
+    }
+
+    fn replace_certificate(
+        &self,
+        keyset: &str,
+        generation: u32,
+        certificate: &Certificate,
+    ) -> Result<GenerationInfo, StoreError> {
+        let stored = self.load(keyset, generation)?;
+        if certificate.public_key().fingerprint() != stored.info.fingerprint() {
+            return Err(StoreError::Corrupt {
+                what: format!("{} {keyset} generation {generation}", self.describe()),
+                reason: "the new certificate is for another key".into(),
+            });
+        }
+        // One atomic rename: a crash leaves the old certificate or the new one, both valid
+        // for the same key.
+        let cert_path = self.generation_dir(keyset, generation).join(CERT_FILE);
+        fsutil::write_atomic(&cert_path, certificate.to_pem().as_bytes())
+            .map_err(io_error(&cert_path))?;
+        self.require_info(keyset, generation)
     }
 }

@@ -13,6 +13,7 @@ use crate::keys::{Certificate, Fingerprint, PrivateKey};
 
 pub use azure::{
     ACCESS_TOKEN_ENV, AzureKeyVaultStore, CA_FILE_ENV, ChainedCredential, DEFAULT_PREFIX,
+    RetryLimits,
 };
 pub use local::LocalDirStore;
 
@@ -37,9 +38,14 @@ pub enum GenerationState {
 }
 
 impl GenerationState {
-    /// Whether clusters load this generation (so it can decrypt).
+    /// Whether clusters load this generation (so it can decrypt). A compromised generation
+    /// stays loaded until everything it sealed is resealed and it is retired, because
+    /// unloading it at once would break those secrets in every cluster.
     pub fn is_loaded(self) -> bool {
-        matches!(self, Self::Staged | Self::Active | Self::Retained)
+        matches!(
+            self,
+            Self::Staged | Self::Active | Self::Retained | Self::Compromised
+        )
     }
 
     /// Whether its certificate is published for sealing and scanning.
@@ -107,6 +113,8 @@ pub struct GenerationInfo {
     /// The store's own version of the generation (a Key Vault secret version), which
     /// cluster manifests pin.
     pub version: Option<String>,
+    /// Why its state was last forced (`--force --reason`), when it was.
+    pub reason: Option<String>,
 }
 
 impl GenerationInfo {
@@ -129,6 +137,7 @@ impl GenerationInfo {
             not_after: certificate.not_after(),
             certificate: Some(certificate),
             version,
+            reason: None,
         }
     }
 
@@ -280,14 +289,27 @@ pub trait KeyStore {
         certificate: &Certificate,
         state: GenerationState,
     ) -> Result<GenerationInfo, StoreError>;
-    /// Changes a generation's state.
+    /// Changes a generation's state, recording why when the change was forced.
     fn set_state(
         &self,
         keyset: &str,
         generation: u32,
         state: GenerationState,
+        reason: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Replaces a generation's certificate with another one for the same key (promotion
+    /// re-issues a staged generation's certificate with a newer NotBefore). The key never
+    /// changes; the new certificate only counts once it reads back whole.
+    fn replace_certificate(
+        &self,
+        keyset: &str,
+        generation: u32,
+        certificate: &Certificate,
+    ) -> Result<GenerationInfo, StoreError>;
 }
+
+/// The longest `--reason` a store keeps (a Key Vault tag value holds 256 characters).
+pub const MAX_REASON_LEN: usize = 256;
 
 /// A parsed store location from configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,6 +10,11 @@
 //! version; the oldest version (then the smallest version id) wins, deterministically,
 //! and the other writer marks its own version `superseded`, disables it, and reports
 //! that the generation already exists.
+//!
+//! Promotion re-issues a staged generation's certificate for the same key. That is the
+//! one time a generation gets a second version: tagged `kvseal-replaces=<old version>`,
+//! it counts only once it has read back whole and the old version is tagged
+//! `superseded`. The old version stays enabled, because cluster manifests may still pin it.
 
 mod credential;
 mod retry;
@@ -33,6 +38,7 @@ use crate::keys::{Certificate, Fingerprint, PrivateKey};
 use crate::secret::SecretString;
 
 pub use credential::{ACCESS_TOKEN_ENV, ChainedCredential};
+pub use retry::RetryLimits;
 
 /// Environment variable naming an extra trusted root certificate (PEM), for an HTTPS
 /// emulator on loopback.
@@ -48,6 +54,8 @@ const TAG_FINGERPRINT: &str = "kvseal-fingerprint";
 const TAG_NOT_BEFORE: &str = "kvseal-not-before";
 const TAG_NOT_AFTER: &str = "kvseal-not-after";
 const TAG_CREATED: &str = "kvseal-created";
+const TAG_REASON: &str = "kvseal-reason";
+const TAG_REPLACES: &str = "kvseal-replaces";
 /// More secrets (or versions of one) than any vault kvseal manages holds: a listing that
 /// pages past this is a vault (or proxy) that keeps answering `nextLink`, not data.
 const MAX_LISTED: usize = 100_000;
@@ -110,6 +118,15 @@ impl AzureKeyVaultStore {
     /// A store for the vault at `url` (`https://<name>.vault.azure.net/`), authenticating
     /// with the [`ChainedCredential`].
     pub fn open(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        Self::open_with_retry(url, prefix, RetryLimits::default())
+    }
+
+    /// [`open`](Self::open), backing off within other limits.
+    pub fn open_with_retry(
+        url: &str,
+        prefix: &str,
+        limits: RetryLimits,
+    ) -> Result<Self, StoreError> {
         let config_error = |message: String| StoreError::Config {
             store: format!("azure-keyvault:{url}"),
             message,
@@ -155,7 +172,7 @@ impl AzureKeyVaultStore {
 
         let client_options = ClientOptions {
             transport: Some(Transport::new(Arc::new(http))),
-            retry: retry::options(),
+            retry: retry::options(limits),
             ..Default::default()
         };
         let options = SecretClientOptions {
@@ -289,11 +306,24 @@ impl AzureKeyVaultStore {
         })
     }
 
-    /// The version that holds a generation: the oldest, the smallest id on a tie.
+    fn is_superseded(version: &Listed) -> bool {
+        version.tags.get(TAG_STATE).map(String::as_str) == Some(SUPERSEDED)
+    }
+
+    /// The version that holds a generation: of the versions not superseded, and not a
+    /// replacement whose original still stands, the oldest, the smallest id on a tie.
     fn winner(versions: &[Listed]) -> Option<&Listed> {
+        let stands = |v: &Listed| {
+            !Self::is_superseded(v)
+                && v.tags.get(TAG_REPLACES).is_none_or(|original| {
+                    versions
+                        .iter()
+                        .any(|o| &o.version == original && Self::is_superseded(o))
+                })
+        };
         versions
             .iter()
-            .filter(|v| v.tags.get(TAG_STATE).map(String::as_str) != Some(SUPERSEDED))
+            .filter(|v| stands(v))
             .min_by(|a, b| (a.created, &a.version).cmp(&(b.created, &b.version)))
     }
 
@@ -395,6 +425,7 @@ impl AzureKeyVaultStore {
             not_after: time_tag(TAG_NOT_AFTER)?,
             certificate: None,
             version: Some(listed.version.clone()),
+            reason: listed.tags.get(TAG_REASON).cloned(),
         })
     }
 
@@ -417,6 +448,71 @@ impl AzureKeyVaultStore {
             (TAG_NOT_AFTER.to_owned(), rfc3339(certificate.not_after())),
             (TAG_CREATED.to_owned(), rfc3339(created)),
         ])
+    }
+
+    /// Writes a new version of `name` holding the key and certificate; returns its id.
+    fn write_version(
+        &self,
+        name: &str,
+        key: &PrivateKey,
+        certificate: &Certificate,
+        tags: HashMap<String, String>,
+    ) -> Result<String, StoreError> {
+        // The SDK takes the value as a plain String (and serializes it into a request body),
+        // so the bundle is built once, straight into the String it takes.
+        let key_pem = key.to_pkcs8_pem();
+        let cert_pem = certificate.to_pem();
+        let mut bundle = String::with_capacity(key_pem.expose().len() + cert_pem.len());
+        bundle.push_str(key_pem.expose());
+        bundle.push_str(&cert_pem);
+        self.runtime.block_on(async {
+            let doing = || format!("writing secret {name}");
+            let parameters = SetSecretParameters {
+                value: Some(bundle),
+                content_type: Some(CONTENT_TYPE.to_owned()),
+                tags: Some(tags),
+                ..Default::default()
+            };
+            let body = parameters.try_into().map_err(|e| self.remote(doing(), e))?;
+            let secret = self
+                .client
+                .set_secret(name, body, None)
+                .await
+                .map_err(|e| self.remote(doing(), e))?
+                .into_model()
+                .map_err(|e| self.remote(doing(), e))?;
+            secret
+                .id
+                .as_deref()
+                .and_then(name_and_version)
+                .map(|(_, version)| version)
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: format!("{} secret {name}", self.describe()),
+                    reason: "Key Vault answered without a secret id".into(),
+                })
+        })
+    }
+
+    /// Reads a written version back and checks that it holds exactly what was written.
+    fn verify_version(
+        &self,
+        written: &Listed,
+        key: &PrivateKey,
+        certificate: &Certificate,
+    ) -> Result<Certificate, StoreError> {
+        let (stored_key, stored_cert) = self.read_bundle(written)?;
+        if stored_key.fingerprint() != key.fingerprint() || stored_cert != *certificate {
+            return Err(StoreError::Corrupt {
+                what: format!(
+                    "{} secret {} version {}",
+                    self.describe(),
+                    written.name,
+                    written.version
+                ),
+                reason: "the stored bundle does not read back as the one that was written".into(),
+            });
+        }
+        Ok(stored_cert)
     }
 
     /// Replaces a version's tags and sets whether it is enabled.
@@ -532,13 +628,6 @@ impl KeyStore for AzureKeyVaultStore {
         let created = OffsetDateTime::now_utc()
             .replace_nanosecond(0)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        // The SDK takes the value as a plain String (and serializes it into a request body),
-        // so the bundle is built once, straight into the String it takes.
-        let key_pem = key.to_pkcs8_pem();
-        let cert_pem = certificate.to_pem();
-        let mut bundle = String::with_capacity(key_pem.expose().len() + cert_pem.len());
-        bundle.push_str(key_pem.expose());
-        bundle.push_str(&cert_pem);
         let pending = Self::tags(
             keyset,
             generation,
@@ -546,32 +635,7 @@ impl KeyStore for AzureKeyVaultStore {
             certificate,
             created,
         );
-        let written_version = self.runtime.block_on(async {
-            let doing = || format!("writing secret {name}");
-            let parameters = SetSecretParameters {
-                value: Some(bundle),
-                content_type: Some(CONTENT_TYPE.to_owned()),
-                tags: Some(pending.clone()),
-                ..Default::default()
-            };
-            let body = parameters.try_into().map_err(|e| self.remote(doing(), e))?;
-            let secret = self
-                .client
-                .set_secret(&name, body, None)
-                .await
-                .map_err(|e| self.remote(doing(), e))?
-                .into_model()
-                .map_err(|e| self.remote(doing(), e))?;
-            secret
-                .id
-                .as_deref()
-                .and_then(name_and_version)
-                .map(|(_, version)| version)
-                .ok_or_else(|| StoreError::Corrupt {
-                    what: format!("{} secret {name}", self.describe()),
-                    reason: "Key Vault answered without a secret id".into(),
-                })
-        })?;
+        let written_version = self.write_version(&name, key, certificate, pending.clone())?;
 
         // Another writer may have created the same generation at the same moment.
         let versions = self.versions(&name)?;
@@ -594,18 +658,7 @@ impl KeyStore for AzureKeyVaultStore {
         }
 
         // It only counts once it reads back whole and matching.
-        let (stored_key, stored_cert) = self.read_bundle(&mine)?;
-        if stored_key.fingerprint() != key.fingerprint()
-            || stored_cert.public_key().fingerprint() != certificate.public_key().fingerprint()
-        {
-            return Err(StoreError::Corrupt {
-                what: format!(
-                    "{} secret {name} version {written_version}",
-                    self.describe()
-                ),
-                reason: "the stored key does not read back as the key that was written".into(),
-            });
-        }
+        let stored_cert = self.verify_version(&mine, key, certificate)?;
         if state != GenerationState::Pending {
             let tags = Self::tags(keyset, generation, state.as_str(), certificate, created);
             self.update(&mine, tags, state != GenerationState::Retired)?;
@@ -625,10 +678,83 @@ impl KeyStore for AzureKeyVaultStore {
         keyset: &str,
         generation: u32,
         state: GenerationState,
+        reason: Option<&str>,
     ) -> Result<(), StoreError> {
         let current = self.current(keyset, generation)?;
         let mut tags = current.tags.clone();
         tags.insert(TAG_STATE.to_owned(), state.as_str().to_owned());
+        if let Some(reason) = reason {
+            tags.insert(TAG_REASON.to_owned(), reason.to_owned());
+        }
         self.update(&current, tags, state != GenerationState::Retired)
+    }
+
+    fn replace_certificate(
+        &self,
+        keyset: &str,
+        generation: u32,
+        certificate: &Certificate,
+    ) -> Result<GenerationInfo, StoreError> {
+        let name = self.secret_name(keyset, generation);
+        let versions = self.versions(&name)?;
+        let current = Self::winner(&versions)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound {
+                store: self.describe(),
+                keyset: keyset.to_owned(),
+                generation,
+            })?;
+        let info = self.info_from_tags(keyset, &current)?;
+        let (key, _) = self.read_bundle(&current)?;
+        if certificate.public_key().fingerprint() != key.fingerprint() {
+            return Err(StoreError::Corrupt {
+                what: format!("{} secret {name}", self.describe()),
+                reason: "the new certificate is for another key".into(),
+            });
+        }
+        // Replacements a crashed run wrote but never put in force are dead: never pinned,
+        // never counted. Retire them so that exactly one replacement can stand.
+        for orphan in versions
+            .iter()
+            .filter(|v| v.version != current.version && !Self::is_superseded(v))
+        {
+            let mut tags = orphan.tags.clone();
+            tags.insert(TAG_STATE.to_owned(), SUPERSEDED.to_owned());
+            self.update(orphan, tags, false)?;
+        }
+        let mut tags = Self::tags(
+            keyset,
+            generation,
+            info.state.as_str(),
+            certificate,
+            info.created,
+        );
+        if let Some(reason) = &info.reason {
+            tags.insert(TAG_REASON.to_owned(), reason.clone());
+        }
+        tags.insert(TAG_REPLACES.to_owned(), current.version.clone());
+        let written_version = self.write_version(&name, &key, certificate, tags.clone())?;
+        let written = Listed {
+            name: name.clone(),
+            version: written_version.clone(),
+            enabled: true,
+            created: None,
+            tags,
+        };
+        let stored_cert = self.verify_version(&written, &key, certificate)?;
+        // The switch: from here the replacement is the generation.
+        let mut superseded = current.tags.clone();
+        superseded.insert(TAG_STATE.to_owned(), SUPERSEDED.to_owned());
+        self.update(&current, superseded, current.enabled)?;
+        let mut out = GenerationInfo::new(
+            keyset,
+            generation,
+            info.state,
+            info.created,
+            stored_cert,
+            Some(written_version),
+        );
+        out.reason = info.reason;
+        Ok(out)
     }
 }

@@ -9,24 +9,45 @@ use azure_core::http::policies::{RetryHeaders, RetryPolicy};
 use azure_core::http::{RetryOptions, StatusCode};
 use azure_core::time::Duration;
 
-/// Retries after the first attempt.
-const MAX_RETRIES: u32 = 6;
-/// The first delay; each retry doubles it.
-const INITIAL_DELAY_MS: i64 = 500;
-/// The longest single wait, whatever `Retry-After` says.
-const MAX_DELAY_SECONDS: i64 = 20;
-/// The longest time spent retrying one request.
-const MAX_TOTAL_SECONDS: i64 = 120;
+/// How long kvseal keeps retrying one Key Vault request.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryLimits {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The first delay; each retry doubles it.
+    pub initial_delay: std::time::Duration,
+    /// The longest single wait, whatever `Retry-After` asks for.
+    pub max_delay: std::time::Duration,
+    /// The longest time spent retrying one request.
+    pub max_total: std::time::Duration,
+}
+
+impl Default for RetryLimits {
+    fn default() -> Self {
+        Self {
+            max_retries: 6,
+            initial_delay: std::time::Duration::from_millis(500),
+            max_delay: std::time::Duration::from_secs(20),
+            max_total: std::time::Duration::from_secs(120),
+        }
+    }
+}
 
 #[derive(Debug)]
 struct CappedBackoff {
     headers: RetryHeaders,
+    limits: RetryLimits,
+}
+
+fn duration(d: std::time::Duration) -> Duration {
+    Duration::try_from(d).unwrap_or(Duration::MAX)
 }
 
 #[async_trait::async_trait]
 impl RetryPolicy for CappedBackoff {
     fn is_expired(&self, duration_since_start: Duration, retry_count: u32) -> bool {
-        retry_count >= MAX_RETRIES || duration_since_start >= Duration::seconds(MAX_TOTAL_SECONDS)
+        retry_count >= self.limits.max_retries
+            || duration_since_start >= duration(self.limits.max_total)
     }
 
     fn retry_headers(&self) -> Option<&RetryHeaders> {
@@ -39,22 +60,27 @@ impl RetryPolicy for CappedBackoff {
     }
 
     fn sleep_duration(&self, retry_count: u32) -> Duration {
-        let factor = 1i64 << retry_count.saturating_sub(1).min(10);
-        Duration::milliseconds(INITIAL_DELAY_MS * factor).min(Duration::seconds(MAX_DELAY_SECONDS))
+        let factor = 1u32 << retry_count.saturating_sub(1).min(10);
+        duration(
+            self.limits
+                .initial_delay
+                .saturating_mul(factor)
+                .min(self.limits.max_delay),
+        )
     }
 
     async fn wait(&self, retry_count: u32, retry_after: Option<Duration>) {
         let backoff = self.sleep_duration(retry_count);
         let delay = retry_after
             .map_or(backoff, |asked| asked.max(backoff))
-            .min(Duration::seconds(MAX_DELAY_SECONDS));
+            .min(duration(self.limits.max_delay));
         let delay = std::time::Duration::try_from(delay).unwrap_or_default();
         tokio::time::sleep(delay).await;
     }
 }
 
 /// The retry options for the Key Vault client.
-pub(super) fn options() -> RetryOptions {
+pub(super) fn options(limits: RetryLimits) -> RetryOptions {
     RetryOptions::custom(Arc::new(CappedBackoff {
         headers: RetryHeaders {
             retry_headers: vec![
@@ -63,5 +89,6 @@ pub(super) fn options() -> RetryOptions {
                 RETRY_AFTER,
             ],
         },
+        limits,
     }))
 }
