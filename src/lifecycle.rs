@@ -325,6 +325,20 @@ pub fn rotate(
     if_older_than: Option<Duration>,
     now: OffsetDateTime,
 ) -> Result<Rotated, LifecycleError> {
+    rotate_with(store, keyset, if_older_than, now, &mut || {
+        PrivateKey::generate(KEY_BITS)
+    })
+}
+
+/// [`rotate`], taking the new key from `new_key` (called at most once, and only when a
+/// generation is created), so that callers and tests choose where keys come from.
+pub fn rotate_with(
+    store: &dyn KeyStore,
+    keyset: &KeySetConfig,
+    if_older_than: Option<Duration>,
+    now: OffsetDateTime,
+    new_key: &mut dyn FnMut() -> Result<PrivateKey, KeyError>,
+) -> Result<Rotated, LifecycleError> {
     let now = whole_seconds(now);
     let mut key: Option<PrivateKey> = None;
     let mut damaged: Vec<(u32, String)> = Vec::new();
@@ -388,7 +402,7 @@ pub fn rotate(
             } => {
                 let key = match &key {
                     Some(key) => key,
-                    None => key.insert(PrivateKey::generate(KEY_BITS)?),
+                    None => key.insert(new_key()?),
                 };
                 let request = CertificateRequest::new(
                     &keyset.common_name,

@@ -5,7 +5,7 @@
 mod keyvault;
 
 use kvseal::keys::{Certificate, CertificateRequest, PrivateKey};
-use kvseal::store::{AzureKeyVaultStore, GenerationState, KeyStore, LocalDirStore, StoreError};
+use kvseal::store::{GenerationState, KeyStore, LocalDirStore, StoreError};
 use time::OffsetDateTime;
 
 fn generation(days_ago: i64) -> (PrivateKey, Certificate) {
@@ -133,23 +133,10 @@ fn the_local_directory_store_keeps_the_contract() {
     contract(&LocalDirStore::new(dir.path().join("store")));
 }
 
-/// The emulator's CA and token, as a user would point kvseal at an emulator.
-fn azure_store(vault: &keyvault::Vault) -> AzureKeyVaultStore {
-    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = ENV.lock().unwrap();
-    // SAFETY: every test that reads these variables takes the lock above first, and they
-    // are set to the same token for all of them.
-    unsafe {
-        std::env::set_var(kvseal::store::CA_FILE_ENV, &vault.ca_file);
-        std::env::set_var(kvseal::store::ACCESS_TOKEN_ENV, keyvault::TOKEN);
-    }
-    AzureKeyVaultStore::open(&vault.url, "kvseal").unwrap()
-}
-
 #[test]
 fn the_azure_key_vault_store_keeps_the_contract() {
     let vault = keyvault::Vault::start();
-    let store = azure_store(&vault);
+    let store = vault.store();
     contract(&store);
     // Retiring disables the secret; nothing is ever deleted.
     store
@@ -186,7 +173,7 @@ fn the_azure_key_vault_store_keeps_the_contract() {
 #[test]
 fn key_vault_throttling_and_failures_are_retried_or_named() {
     let vault = keyvault::Vault::start();
-    let store = azure_store(&vault);
+    let store = vault.store();
     vault.fail_request(1, keyvault::Fault::Throttle(1));
     vault.fail_request(2, keyvault::Fault::ServerError);
     assert!(

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +17,19 @@ use serde_json::{Value, json};
 
 /// The bearer token the emulator accepts.
 pub const TOKEN: &str = "kvseal-test-token";
+
+/// Guards the process environment, which the store reads when it opens.
+static ENV: Mutex<()> = Mutex::new(());
+
+/// Backoff short enough for tests: three retries, 10 ms doubling, at most 100 ms a wait.
+pub fn quick_retry() -> kvseal::store::RetryLimits {
+    kvseal::store::RetryLimits {
+        max_retries: 3,
+        initial_delay: std::time::Duration::from_millis(10),
+        max_delay: std::time::Duration::from_millis(100),
+        max_total: std::time::Duration::from_secs(5),
+    }
+}
 
 /// A fault to inject into one request.
 #[derive(Clone, Debug)]
@@ -177,6 +189,39 @@ impl Vault {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// The value of one version, as a client that pins it (the CSI driver) reads it.
+    pub fn value(&self, name: &str, version: &str) -> Option<String> {
+        let state = self.state.lock().unwrap();
+        state
+            .secrets
+            .get(&name.to_ascii_lowercase())?
+            .versions
+            .iter()
+            .find(|v| v.id == version)
+            .map(|v| v.value.clone())
+    }
+
+    /// A kvseal store for this vault, configured the way a user points kvseal at an
+    /// emulator (the CA file and token in the environment), with short backoff.
+    pub fn store(&self) -> kvseal::store::AzureKeyVaultStore {
+        self.store_with(quick_retry())
+    }
+
+    /// [`store`](Self::store) with other retry limits.
+    pub fn store_with(
+        &self,
+        limits: kvseal::store::RetryLimits,
+    ) -> kvseal::store::AzureKeyVaultStore {
+        let _guard = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: every test that sets or reads these variables holds ENV, and the store
+        // reads them while it is being opened, inside the lock.
+        unsafe {
+            std::env::set_var(kvseal::store::CA_FILE_ENV, &self.ca_file);
+            std::env::set_var(kvseal::store::ACCESS_TOKEN_ENV, TOKEN);
+        }
+        kvseal::store::AzureKeyVaultStore::open_with_retry(&self.url, "kvseal", limits).unwrap()
+    }
+
     /// Every version of every secret: (name, version, enabled, tags).
     pub fn dump(&self) -> Vec<(String, String, bool, HashMap<String, String>)> {
         let state = self.state.lock().unwrap();
@@ -194,7 +239,8 @@ impl Vault {
     }
 }
 
-type Answer = Result<Response<Full<Bytes>>, Infallible>;
+/// An error closes the connection without an answer.
+type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
 
 fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     Response::builder()
@@ -326,8 +372,11 @@ async fn handle(
             ));
         }
         Some(Fault::Drop) => {
-            // Ending the task without an answer closes the connection.
-            std::future::pending::<()>().await;
+            // An error from the service makes hyper close the connection unanswered.
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "injected: connection dropped",
+            ));
         }
         Some(Fault::Delay(ms)) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
         None => {}
