@@ -202,3 +202,64 @@ fn a_key_vault_that_refuses_the_identity_names_the_role_to_grant() {
     assert_eq!(output.status.code(), Some(1), "{message}");
     assert!(message.contains("Key Vault Secrets"), "{message}");
 }
+
+/// A service principal with a certificate (`AZURE_CLIENT_CERTIFICATE_PATH`) signs in with
+/// an RS256 client assertion that the emulator's token endpoint verifies independently
+/// (the `rsa` crate), and uses the token it gets on the vault.
+#[test]
+fn a_service_principal_signs_in_with_its_certificate() {
+    use kvseal::keys::{Certificate, CertificateRequest, PrivateKey};
+    let vault = keyvault::Vault::start();
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("kvseal.toml"),
+        format!(
+            "cert_dir = \"certs\"\n[store]\nurl = \"azure-keyvault:{}\"\n[keysets.prod]\n",
+            vault.url
+        ),
+    )
+    .unwrap();
+    let key = PrivateKey::generate(2048).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let cert = Certificate::self_signed(
+        &key,
+        &CertificateRequest::new("kvseal-rotation", now, now + time::Duration::days(365)),
+    )
+    .unwrap();
+    let pem_path = repo.path().join("sp.pem");
+    std::fs::write(
+        &pem_path,
+        format!("{}{}", key.to_pkcs8_pem().expose(), cert.to_pem()),
+    )
+    .unwrap();
+    let client_id = "22222222-3333-4444-5555-666666666666";
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kvseal"))
+            .current_dir(repo.path())
+            .args(args)
+            .env_remove("KVSEAL_CONFIG")
+            .env_remove("KVSEAL_AZURE_ACCESS_TOKEN")
+            .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env_remove("AZURE_CLIENT_CERTIFICATE_PASSWORD")
+            .env("KVSEAL_KEYVAULT_CA_FILE", &vault.ca_file)
+            .env("AZURE_AUTHORITY_HOST", &vault.url)
+            .env("AZURE_TENANT_ID", "11111111-2222-3333-4444-555555555555")
+            .env("AZURE_CLIENT_ID", client_id)
+            .env("AZURE_CLIENT_CERTIFICATE_PATH", &pem_path)
+            .output()
+            .unwrap()
+    };
+
+    // Not yet trusted: refused, and the error says which credentials were tried.
+    let refused = run(&["keys", "list", "--json"]);
+    let message = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{message}");
+    assert!(message.contains("client certificate"), "{message}");
+    assert!(message.contains("AADSTS700027"), "{message}");
+
+    vault.trust_client_certificate(client_id, key.public_key().spki_der());
+    let output = run(&["keys", "generate", "--keyset", "prod"]);
+    assert!(output.status.success(), "{}", text(&output));
+    assert_eq!(vault.dump().len(), 1);
+}

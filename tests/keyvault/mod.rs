@@ -69,6 +69,9 @@ struct State {
     faults: HashMap<usize, Fault>,
     /// Faults for every request from this number on.
     fault_from: Option<(usize, Fault)>,
+    /// Service principals that may sign in with a certificate: client ID and the
+    /// certificate's public key (DER SubjectPublicKeyInfo).
+    client_certificates: Vec<(String, Vec<u8>)>,
 }
 
 /// A running emulator. It stops when dropped.
@@ -187,6 +190,17 @@ impl Vault {
     /// Authenticated requests answered so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Lets `client_id` sign in at this emulator's token endpoint
+    /// (`AZURE_AUTHORITY_HOST` = the vault URL) with a client assertion signed by the key
+    /// of this public key (DER SubjectPublicKeyInfo).
+    pub fn trust_client_certificate(&self, client_id: &str, spki_der: &[u8]) {
+        self.state
+            .lock()
+            .unwrap()
+            .client_certificates
+            .push((client_id.to_owned(), spki_der.to_vec()));
     }
 
     /// The value of one version, as a client that pins it (the CSI driver) reads it.
@@ -318,12 +332,109 @@ fn page(base: &str, path: &str, items: Vec<Value>, q: &HashMap<String, String>) 
     json!({"value": items[skip.min(items.len())..end], "nextLink": next})
 }
 
+/// Microsoft Entra ID's token endpoint for the client-credentials grant with a client
+/// assertion: checks the RS256 signature against a trusted certificate and the claims,
+/// and answers with the vault's token.
+async fn token_endpoint(request: Request<Incoming>, state: &Mutex<State>, tenant: &str) -> Answer {
+    use rsa::pkcs8::DecodePublicKey as _;
+    use sha2::Digest as _;
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let refuse = |why: &str| {
+        Ok(answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_client", "error_description": format!("AADSTS700027: {why}")}),
+        ))
+    };
+    let (Some(assertion), Some(client_id)) = (form.get("client_assertion"), form.get("client_id"))
+    else {
+        return refuse("no client assertion");
+    };
+    if form.get("client_assertion_type").map(String::as_str)
+        != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        || form.get("grant_type").map(String::as_str) != Some("client_credentials")
+    {
+        return refuse("not a client-credentials assertion grant");
+    }
+    let parts: Vec<&str> = assertion.split('.').collect();
+    let decode = |part: &str| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()
+    };
+    let (Some(header), Some(claims), Some(signature)) = (
+        parts.first().and_then(|p| decode(p)),
+        parts.get(1).and_then(|p| decode(p)),
+        parts.get(2).and_then(|p| decode(p)),
+    ) else {
+        return refuse("the assertion is not a JWT");
+    };
+    let header: Value = serde_json::from_slice(&header).unwrap_or_default();
+    let claims: Value = serde_json::from_slice(&claims).unwrap_or_default();
+    if header["alg"] != "RS256" || !header["x5t"].is_string() {
+        return refuse("the assertion must be RS256 with an x5t thumbprint");
+    }
+    let trusted: Vec<Vec<u8>> = state
+        .lock()
+        .unwrap()
+        .client_certificates
+        .iter()
+        .filter(|(id, _)| id == client_id)
+        .map(|(_, spki)| spki.clone())
+        .collect();
+    let signed = format!("{}.{}", parts[0], parts[1]);
+    let digest = sha2::Sha256::digest(signed.as_bytes());
+    let verified = trusted.iter().any(|spki| {
+        rsa::RsaPublicKey::from_public_key_der(spki).is_ok_and(|key| {
+            key.verify(
+                rsa::Pkcs1v15Sign::new::<sha2::Sha256>(),
+                &digest,
+                &signature,
+            )
+            .is_ok()
+        })
+    });
+    if !verified {
+        return refuse("the assertion's signature does not match a certificate of this client");
+    }
+    let now = now();
+    let audience = claims["aud"].as_str().unwrap_or_default();
+    if !audience.ends_with(&format!("/{tenant}/oauth2/v2.0/token"))
+        || claims["iss"] != client_id.as_str()
+        || claims["sub"] != client_id.as_str()
+        || claims["exp"].as_i64().is_none_or(|exp| exp <= now)
+        || claims["nbf"].as_i64().is_none_or(|nbf| nbf > now + 300)
+    {
+        return refuse("the assertion's claims are wrong or expired");
+    }
+    Ok(answer(
+        StatusCode::OK,
+        json!({"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600, "access_token": TOKEN}),
+    ))
+}
+
 async fn handle(
     request: Request<Incoming>,
     state: &Mutex<State>,
     requests: &AtomicUsize,
     base: &str,
 ) -> Answer {
+    let token_path = request
+        .uri()
+        .path()
+        .strip_suffix("/oauth2/v2.0/token")
+        .map(|tenant| tenant.trim_start_matches('/').to_owned());
+    if let Some(tenant) = token_path
+        && request.method() == hyper::Method::POST
+    {
+        return token_endpoint(request, state, &tenant).await;
+    }
     let authorized = request
         .headers()
         .get("authorization")

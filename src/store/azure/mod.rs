@@ -110,6 +110,23 @@ fn listed(properties: SecretProperties) -> Option<Listed> {
     })
 }
 
+/// An SDK error with every cause under it: the retry policy wraps a credential's failure
+/// ("non-transport error occurred which will not be retried"), and the cause is what says
+/// which credentials were tried and why each failed.
+fn error_chain(error: &azure_core::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -171,7 +188,7 @@ impl AzureKeyVaultStore {
             .map_err(|e| config_error(format!("cannot set up HTTPS: {e}")))?;
 
         let client_options = ClientOptions {
-            transport: Some(Transport::new(Arc::new(http))),
+            transport: Some(Transport::new(Arc::new(http.clone()))),
             retry: retry::options(limits),
             ..Default::default()
         };
@@ -182,7 +199,9 @@ impl AzureKeyVaultStore {
             verify_challenge_resource: Some(!loopback),
             ..Default::default()
         };
-        let credential = Arc::new(ChainedCredential::from_environment());
+        let credential = Arc::new(ChainedCredential::from_environment_with(Some(
+            Transport::new(Arc::new(http.clone())),
+        )));
         let client = SecretClient::new(url, credential, Some(options))
             .map_err(|e| config_error(e.to_string()))?;
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -224,7 +243,7 @@ impl AzureKeyVaultStore {
             }
             Some(_) => "see the message from Key Vault",
             None => {
-                "check the vault URL, the network and the credentials (every credential tried is listed above)"
+                "check the vault URL and the network; when no credential worked, each one kvseal tried is listed with the reason it failed (docs/keystores.md)"
             }
         };
         StoreError::Remote(Box::new(super::RemoteFailure {
@@ -232,7 +251,7 @@ impl AzureKeyVaultStore {
             doing,
             status: status.as_ref().map(|(s, _)| *s),
             code: status.and_then(|(_, c)| c),
-            message: error.to_string(),
+            message: error_chain(&error),
             hint: hint.to_owned(),
         }))
     }
