@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use kvseal::config::Config;
-use kvseal::keys::{Certificate, CertificateRequest, PrivateKey};
+use kvseal::keys::{Certificate, PrivateKey};
 use kvseal::lifecycle::{self, Imported, LifecycleError, Usage};
 use kvseal::store::{GenerationState, KeyStore, LocalDirStore};
 use time::OffsetDateTime;
@@ -18,13 +18,7 @@ fn key() -> PrivateKey {
 }
 
 fn certificate(key: &PrivateKey, days_ago: i64) -> Certificate {
-    let start =
-        OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - time::Duration::days(days_ago);
-    Certificate::self_signed(
-        key,
-        &CertificateRequest::new("sealed-secret", start, start + time::Duration::days(3650)),
-    )
-    .unwrap()
+    common::certificate_since(key, days_ago)
 }
 
 fn repo(dir: &Path, retain: u32) -> Config {

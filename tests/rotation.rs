@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kvseal::config::Config;
-use kvseal::keys::{Certificate, CertificateRequest, KeyError, PrivateKey};
+use kvseal::keys::{Certificate, KeyError, PrivateKey};
 use kvseal::lifecycle::{self, Usage};
 use kvseal::store::{GenerationState, KeyStore, RetryLimits};
 use time::OffsetDateTime;
@@ -65,13 +65,7 @@ fn key(index: usize) -> PrivateKey {
 }
 
 fn certificate(key: &PrivateKey, days_ago: i64) -> Certificate {
-    let start =
-        OffsetDateTime::now_utc().replace_nanosecond(0).unwrap() - time::Duration::days(days_ago);
-    Certificate::self_signed(
-        key,
-        &CertificateRequest::new("sealed-secret", start, start + time::Duration::days(3650)),
-    )
-    .unwrap()
+    common::certificate_since(key, days_ago)
 }
 
 /// Two generations, retained and active, each with a value sealed for it by an

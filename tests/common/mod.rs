@@ -137,3 +137,24 @@ pub fn run_with_input<S: AsRef<std::ffi::OsStr>>(
 pub fn kvseal(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     kvseal_with_input(dir, args, b"")
 }
+
+/// A self-signed certificate for `key` whose validity started `days_ago` days ago (whole
+/// seconds) and lasts ten years.
+pub fn certificate_since(
+    key: &kvseal::keys::PrivateKey,
+    days_ago: i64,
+) -> kvseal::keys::Certificate {
+    let start = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        - time::Duration::days(days_ago);
+    kvseal::keys::Certificate::self_signed(
+        key,
+        &kvseal::keys::CertificateRequest::new(
+            "sealed-secret",
+            start,
+            start + time::Duration::days(3650),
+        ),
+    )
+    .unwrap()
+}
