@@ -362,6 +362,15 @@ pub fn rotate_with(
                 other => other,
             };
         }
+        // Numbers taken by leftovers the listing cannot show are skipped, not retried.
+        if let RotationStep::StageNew { generation, .. } = &mut step
+            && let Some(highest) = damaged.iter().map(|(g, _)| *g).max()
+            && highest >= *generation
+        {
+            *generation = highest
+                .checked_add(1)
+                .ok_or_else(|| LifecycleError::Exhausted(keyset.name.clone()))?;
+        }
         match step {
             RotationStep::AlreadyStaged { generation } => {
                 let staged = generations.into_iter().find(|g| g.generation == generation);

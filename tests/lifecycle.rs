@@ -277,3 +277,59 @@ fn the_scanner_flags_staged_and_compromised_keys_and_compromise_stages_a_replace
     let usage = kvseal::scan::generation_usage(&config, &keyring, OffsetDateTime::now_utc());
     lifecycle::retire(&store, "prod", 1, &usage, None).unwrap();
 }
+
+#[test]
+fn rotation_passes_over_the_leftovers_of_a_crashed_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = repo(dir.path(), 3);
+    let store = store(&config);
+    let keyset = config.keyset("prod").unwrap();
+    let active = key();
+    store
+        .create(
+            "prod",
+            1,
+            &active,
+            &certificate(&active, 10),
+            GenerationState::Active,
+        )
+        .unwrap();
+    // Runs that died while writing generation 2's and 4's keys left only their
+    // directories, which the store cannot list; one that died after writing generation 3's
+    // certificate left a pending generation whose key file is cut short.
+    let store_dir = dir.path().join("store/prod");
+    for leftover in ["0002", "0003", "0004"] {
+        std::fs::create_dir(store_dir.join(leftover)).unwrap();
+    }
+    let half = key();
+    std::fs::write(
+        store_dir.join("0003/tls.key"),
+        &half.to_pkcs8_pem().expose()[..100],
+    )
+    .unwrap();
+    std::fs::write(
+        store_dir.join("0003/tls.crt"),
+        certificate(&half, 0).to_pem(),
+    )
+    .unwrap();
+    assert_eq!(
+        store.list("prod").unwrap()[1].state,
+        GenerationState::Pending
+    );
+
+    let staged_key = key();
+    let rotated =
+        lifecycle::rotate_with(&store, keyset, None, OffsetDateTime::now_utc(), &mut || {
+            Ok(PrivateKey::from_pem(staged_key.to_pkcs8_pem().expose().as_bytes()).unwrap())
+        })
+        .unwrap();
+    assert_eq!(rotated.staged.as_ref().map(|g| g.generation), Some(5));
+    assert_eq!(
+        rotated.damaged.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
+        [3, 4]
+    );
+    assert_eq!(
+        store.load("prod", 5).unwrap().private_key.fingerprint(),
+        staged_key.fingerprint()
+    );
+}
