@@ -198,6 +198,7 @@ fn a_rotation_cut_short_at_any_request_is_finished_by_the_next_run() {
     rotate(&store, &config).unwrap();
     let total = vault.requests() - before;
     assert!(total > 3, "a rotation makes {total} requests");
+    eprintln!("a rotation of a key set with 2 generations makes {total} Key Vault requests");
 
     for k in 1..=total {
         let (vault, store, seeded, config) = fresh(dir.path());
@@ -241,6 +242,7 @@ fn a_promotion_cut_short_at_any_request_is_finished_by_the_next_run() {
     let before = vault.requests();
     promote(&store, &config).unwrap();
     let promotion = vault.requests() - before;
+    eprintln!("a promotion of a key set with 3 generations makes {promotion} Key Vault requests");
     let (vault, store, _, config) = fresh(dir.path());
     let before = vault.requests();
     rotate(&store, &config).unwrap();
