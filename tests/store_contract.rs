@@ -196,3 +196,41 @@ fn key_vault_throttling_and_failures_are_retried_or_named() {
         "nothing half-written counts"
     );
 }
+
+/// The real service lists tags; a vault (or emulator) whose lists leave them out costs
+/// kvseal a read per version, not correctness.
+#[test]
+fn a_vault_that_lists_without_tags_keeps_the_contract() {
+    let vault = keyvault::Vault::start();
+    vault.leave_tags_out_of_lists();
+    let store = vault.store();
+    // `keysets()` reads names from tags, which such a listing cannot give; everything
+    // addressed by key set works.
+    let (key, cert) = generation(3);
+    store
+        .create("prod", 1, &key, &cert, GenerationState::Active)
+        .unwrap();
+    let (key2, cert2) = generation(0);
+    store
+        .create("prod", 2, &key2, &cert2, GenerationState::Staged)
+        .unwrap();
+    assert_eq!(
+        states(&store, "prod"),
+        vec![(1, GenerationState::Active), (2, GenerationState::Staged)]
+    );
+    store
+        .set_state("prod", 1, GenerationState::Retained, None)
+        .unwrap();
+    assert!(matches!(
+        store.create("prod", 2, &key, &cert, GenerationState::Active),
+        Err(StoreError::AlreadyExists { generation: 2, .. })
+    ));
+    assert_eq!(
+        store.load("prod", 2).unwrap().private_key.fingerprint(),
+        key2.fingerprint()
+    );
+    assert_eq!(
+        states(&store, "prod"),
+        vec![(1, GenerationState::Retained), (2, GenerationState::Staged)]
+    );
+}

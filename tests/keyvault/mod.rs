@@ -72,6 +72,8 @@ struct State {
     /// Service principals that may sign in with a certificate: client ID and the
     /// certificate's public key (DER SubjectPublicKeyInfo).
     client_certificates: Vec<(String, Vec<u8>)>,
+    /// Leave tags out of list answers, as a minimal emulator might.
+    lists_without_tags: bool,
 }
 
 /// A running emulator. It stops when dropped.
@@ -190,6 +192,11 @@ impl Vault {
     /// Authenticated requests answered so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// From now on, list answers (secrets and versions) carry no tags; a GET still does.
+    pub fn leave_tags_out_of_lists(&self) {
+        self.state.lock().unwrap().lists_without_tags = true;
     }
 
     /// Lets `client_id` sign in at this emulator's token endpoint
@@ -504,6 +511,13 @@ async fn handle(
         .unwrap_or_default();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut state = state.lock().unwrap();
+    let untagged = |mut item: Value, lists_without_tags: bool| {
+        if lists_without_tags && let Some(map) = item.as_object_mut() {
+            map.remove("tags");
+        }
+        item
+    };
+    let lists_without_tags = state.lists_without_tags;
     let response = match (method.as_str(), parts.as_slice()) {
         ("GET", ["secrets"]) => {
             let mut names: Vec<&Secret> = state.secrets.values().collect();
@@ -514,7 +528,7 @@ async fn handle(
                     let latest = s.versions.last()?;
                     let mut item = bundle(base, &s.name, latest, false);
                     item["id"] = json!(format!("{base}/secrets/{}", s.name));
-                    Some(item)
+                    Some(untagged(item, lists_without_tags))
                 })
                 .collect();
             answer(StatusCode::OK, page(base, "/secrets", items, &q))
@@ -524,7 +538,7 @@ async fn handle(
                 let items = s
                     .versions
                     .iter()
-                    .map(|v| bundle(base, &s.name, v, false))
+                    .map(|v| untagged(bundle(base, &s.name, v, false), lists_without_tags))
                     .collect();
                 let path = format!("/secrets/{}/versions", s.name);
                 answer(StatusCode::OK, page(base, &path, items, &q))

@@ -289,8 +289,9 @@ impl AzureKeyVaultStore {
             {
                 seen += 1;
                 self.check_listing_size(seen, "secrets")?;
+                // The service lists tags; a vault that leaves them out is read by name.
                 if let Some(item) = listed(properties)
-                    && item.tags.contains_key(TAG_KEYSET)
+                    && (item.tags.contains_key(TAG_KEYSET) || item.tags.is_empty())
                     && item.name.starts_with(&format!("{}-", self.prefix))
                 {
                     out.push(item);
@@ -302,26 +303,57 @@ impl AzureKeyVaultStore {
 
     /// Every version of one secret; empty when it does not exist.
     fn versions(&self, name: &str) -> Result<Vec<Listed>, StoreError> {
-        self.runtime.block_on(async {
-            let doing = || format!("listing the versions of secret {name}");
-            let options = SecretClientListSecretPropertiesVersionsOptions::default();
-            let mut pager = self
-                .client
-                .list_secret_properties_versions(name, Some(options))
-                .map_err(|e| self.remote(doing(), e))?;
-            let mut out = Vec::new();
-            loop {
-                match pager.try_next().await {
-                    Ok(Some(properties)) => {
-                        self.check_listing_size(out.len(), &format!("versions of {name}"))?;
-                        out.extend(listed(properties));
+        self.runtime
+            .block_on(async {
+                let doing = || format!("listing the versions of secret {name}");
+                let options = SecretClientListSecretPropertiesVersionsOptions::default();
+                let mut pager = self
+                    .client
+                    .list_secret_properties_versions(name, Some(options))
+                    .map_err(|e| self.remote(doing(), e))?;
+                let mut out = Vec::new();
+                loop {
+                    match pager.try_next().await {
+                        Ok(Some(properties)) => {
+                            self.check_listing_size(out.len(), &format!("versions of {name}"))?;
+                            out.extend(listed(properties));
+                        }
+                        Ok(None) => break,
+                        Err(e) if Self::is_not_found(&e) => break,
+                        Err(e) => return Err(self.remote(doing(), e)),
                     }
-                    Ok(None) => break,
-                    Err(e) if Self::is_not_found(&e) => break,
-                    Err(e) => return Err(self.remote(doing(), e)),
                 }
-            }
-            Ok(out)
+                Ok(out)
+            })
+            .and_then(|mut out: Vec<Listed>| {
+                for version in out.iter_mut().filter(|v| v.tags.is_empty() && v.enabled) {
+                    version.tags = self.read_tags(version)?;
+                }
+                Ok(out)
+            })
+    }
+
+    /// A version's tags from a GET, for a vault whose listings leave tags out.
+    fn read_tags(&self, version: &Listed) -> Result<HashMap<String, String>, StoreError> {
+        self.runtime.block_on(async {
+            let doing = || {
+                format!(
+                    "reading secret {} version {}",
+                    version.name, version.version
+                )
+            };
+            let options = SecretClientGetSecretOptions {
+                secret_version: Some(version.version.clone()),
+                ..Default::default()
+            };
+            let secret = self
+                .client
+                .get_secret(&version.name, Some(options))
+                .await
+                .map_err(|e| self.remote(doing(), e))?
+                .into_model()
+                .map_err(|e| self.remote(doing(), e))?;
+            Ok(secret.tags.unwrap_or_default())
         })
     }
 
@@ -583,8 +615,16 @@ impl KeyStore for AzureKeyVaultStore {
 
     fn list(&self, keyset: &str) -> Result<Vec<GenerationInfo>, StoreError> {
         let mut out = Vec::new();
+        let untagged_name = format!("{}-{keyset}-", self.prefix);
         for item in self.list_all()? {
-            if item.tags.get(TAG_KEYSET).map(String::as_str) != Some(keyset) {
+            let ours = match item.tags.get(TAG_KEYSET) {
+                Some(tagged) => tagged == keyset,
+                None => item
+                    .name
+                    .strip_prefix(&untagged_name)
+                    .is_some_and(|n| n.parse::<u32>().is_ok()),
+            };
+            if !ours {
                 continue;
             }
             // The listing shows each name's latest version; the generation is its winner.
