@@ -319,8 +319,12 @@ fn two_rotations_at_once_end_with_one_staged_generation() {
         assert_eq!(staged.len(), 1, "round {round}: {listed:?} {outcomes:?}");
         assert_eq!(listed.len(), 3, "round {round}: {listed:?}");
         for outcome in &outcomes {
-            let (generation, _) = outcome.clone().unwrap().unwrap();
+            let (generation, fingerprint) = outcome.clone().unwrap().unwrap();
             assert_eq!(generation, staged[0].generation, "round {round}");
+            assert_eq!(
+                fingerprint, staged[0].fingerprint,
+                "round {round}: both runs report the key that is stored"
+            );
         }
         check_invariants(&seeding, &seeded, &format!("round {round}"));
     }

@@ -709,12 +709,16 @@ impl KeyStore for AzureKeyVaultStore {
                 created: None,
                 tags: pending.clone(),
             });
-        if Self::winner(&versions).is_some_and(|w| w.version != written_version) {
-            let mut tags = pending;
-            tags.insert(TAG_STATE.to_owned(), SUPERSEDED.to_owned());
-            self.update(&mine, tags, false)?;
-            return Err(already());
-        }
+        let lost = |versions: &[Listed]| -> Result<(), StoreError> {
+            if Self::winner(versions).is_some_and(|w| w.version != written_version) {
+                let mut tags = pending.clone();
+                tags.insert(TAG_STATE.to_owned(), SUPERSEDED.to_owned());
+                self.update(&mine, tags, false)?;
+                return Err(already());
+            }
+            Ok(())
+        };
+        lost(&versions)?;
 
         // It only counts once it reads back whole and matching.
         let stored_cert = self.verify_version(&mine, key, certificate)?;
@@ -722,6 +726,10 @@ impl KeyStore for AzureKeyVaultStore {
             let tags = Self::tags(keyset, generation, state.as_str(), certificate, created);
             self.update(&mine, tags, state != GenerationState::Retired)?;
         }
+        // A writer whose version appeared only after the first look may still win the
+        // tie-break (same second, smaller id): look once more, so that exactly one writer
+        // reports the generation as its own.
+        lost(&self.versions(&name)?)?;
         Ok(GenerationInfo::new(
             keyset,
             generation,
