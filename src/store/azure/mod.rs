@@ -346,13 +346,15 @@ impl AzureKeyVaultStore {
                 secret_version: Some(version.version.clone()),
                 ..Default::default()
             };
-            let secret = self
+            let mut secret = self
                 .client
                 .get_secret(&version.name, Some(options))
                 .await
                 .map_err(|e| self.remote(doing(), e))?
                 .into_model()
                 .map_err(|e| self.remote(doing(), e))?;
+            // Only the tags are wanted; the value (a private key) is wiped, not just dropped.
+            drop(SecretString::new(secret.value.take().unwrap_or_default()));
             Ok(secret.tags.unwrap_or_default())
         })
     }
@@ -525,13 +527,15 @@ impl AzureKeyVaultStore {
                 ..Default::default()
             };
             let body = parameters.try_into().map_err(|e| self.remote(doing(), e))?;
-            let secret = self
+            let mut secret = self
                 .client
                 .set_secret(name, body, None)
                 .await
                 .map_err(|e| self.remote(doing(), e))?
                 .into_model()
                 .map_err(|e| self.remote(doing(), e))?;
+            // Key Vault echoes the value it stored; wipe it rather than just drop it.
+            drop(SecretString::new(secret.value.take().unwrap_or_default()));
             secret
                 .id
                 .as_deref()
