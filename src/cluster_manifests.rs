@@ -543,19 +543,12 @@ pub fn write_clusters(
         let generations = &listings[cluster.keyset.as_str()];
         for file in render_cluster(config, cluster, &vault, generations)? {
             let path = out.join(&file.path);
-            let io = |cause| ManifestsError::Io {
-                path: path.display().to_string(),
-                cause,
-            };
-            if std::fs::read(&path).ok().as_deref() == Some(file.contents.as_bytes()) {
-                changes.push(ExportChange::Unchanged(path));
-                continue;
-            }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
-            }
-            crate::fsutil::write_atomic(&path, file.contents.as_bytes()).map_err(io)?;
-            changes.push(ExportChange::Written(path));
+            let change = crate::fleet::write_if_changed(path.clone(), file.contents.as_bytes())
+                .map_err(|cause| ManifestsError::Io {
+                    path: path.display().to_string(),
+                    cause,
+                })?;
+            changes.push(change);
         }
     }
     Ok(changes)

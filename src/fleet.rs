@@ -194,6 +194,19 @@ pub enum ExportChange {
     Removed(PathBuf),
 }
 
+/// Writes `contents` to `path` (creating its directory), atomically, unless the file
+/// already holds exactly that: generated files are rewritten only when they change.
+pub fn write_if_changed(path: PathBuf, contents: &[u8]) -> std::io::Result<ExportChange> {
+    if fs::read(&path).ok().as_deref() == Some(contents) {
+        return Ok(ExportChange::Unchanged(path));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir)?;
+    }
+    crate::fsutil::write_atomic(&path, contents)?;
+    Ok(ExportChange::Written(path))
+}
+
 /// Writes the certificates of every active and retained generation of every configured key
 /// set into the certificate directory (`<cert_dir>/<keyset>/<generation>.pem`), and removes
 /// the certificate of a generation the store lists as no longer published (staged, retired,
@@ -221,13 +234,7 @@ pub fn export_certs(
                 continue;
             }
             let pem = generation.require_certificate()?.to_pem();
-            if fs::read(&path).ok().as_deref() == Some(pem.as_bytes()) {
-                changes.push(ExportChange::Unchanged(path));
-            } else {
-                fs::create_dir_all(&dir).map_err(io(&dir))?;
-                crate::fsutil::write_atomic(&path, pem.as_bytes()).map_err(io(&path))?;
-                changes.push(ExportChange::Written(path));
-            }
+            changes.push(write_if_changed(path.clone(), pem.as_bytes()).map_err(io(&path))?);
         }
     }
     Ok(changes)

@@ -569,6 +569,24 @@ pub fn promote(
     Ok(plan)
 }
 
+/// One generation as the store lists it (a disabled one included, which `load` cannot
+/// read), or [`StoreError::NotFound`].
+pub fn find_generation(
+    store: &dyn KeyStore,
+    keyset: &str,
+    generation: u32,
+) -> Result<GenerationInfo, StoreError> {
+    store
+        .list(keyset)?
+        .into_iter()
+        .find(|g| g.generation == generation)
+        .ok_or_else(|| StoreError::NotFound {
+            store: store.describe(),
+            keyset: keyset.to_owned(),
+            generation,
+        })
+}
+
 /// Why a generation cannot be retired whatever the repository holds: it seals, or is
 /// about to.
 pub fn retire_refusal(info: &GenerationInfo) -> Option<LifecycleError> {
@@ -599,15 +617,7 @@ pub fn retire(
     force_reason: Option<&str>,
 ) -> Result<GenerationInfo, LifecycleError> {
     check_reason(force_reason)?;
-    let info = store
-        .list(keyset)?
-        .into_iter()
-        .find(|g| g.generation == generation)
-        .ok_or_else(|| StoreError::NotFound {
-            store: store.describe(),
-            keyset: keyset.to_owned(),
-            generation,
-        })?;
+    let info = find_generation(store, keyset, generation)?;
     if let Some(refusal) = retire_refusal(&info) {
         return Err(refusal);
     }
@@ -652,15 +662,7 @@ pub fn mark_compromised(
     now: OffsetDateTime,
 ) -> Result<Compromised, LifecycleError> {
     check_reason(reason)?;
-    let info = store
-        .list(&keyset.name)?
-        .into_iter()
-        .find(|g| g.generation == generation)
-        .ok_or_else(|| StoreError::NotFound {
-            store: store.describe(),
-            keyset: keyset.name.clone(),
-            generation,
-        })?;
+    let info = find_generation(store, &keyset.name, generation)?;
     if info.state == GenerationState::Retired {
         return Err(LifecycleError::Refused {
             keyset: keyset.name.clone(),

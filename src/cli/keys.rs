@@ -406,15 +406,7 @@ fn retire(
 ) -> anyhow::Result<std::process::ExitCode> {
     config.keyset(keyset)?;
     let store = config.store.open()?;
-    let info = store
-        .list(keyset)?
-        .into_iter()
-        .find(|g| g.generation == generation)
-        .ok_or_else(|| kvseal::store::StoreError::NotFound {
-            store: store.describe(),
-            keyset: keyset.to_owned(),
-            generation,
-        })?;
+    let info = lifecycle::find_generation(store.as_ref(), keyset, generation)?;
     if let Some(refusal) = lifecycle::retire_refusal(&info) {
         return Err(refusal.into());
     }

@@ -339,18 +339,23 @@ fn page(base: &str, path: &str, items: Vec<Value>, q: &HashMap<String, String>) 
     json!({"value": items[skip.min(items.len())..end], "nextLink": next})
 }
 
+/// The whole request body (empty when the client broke off).
+async fn body_of(request: Request<Incoming>) -> Bytes {
+    request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
+}
+
 /// Microsoft Entra ID's token endpoint for the client-credentials grant with a client
 /// assertion: checks the RS256 signature against a trusted certificate and the claims,
 /// and answers with the vault's token.
 async fn token_endpoint(request: Request<Incoming>, state: &Mutex<State>, tenant: &str) -> Answer {
     use rsa::pkcs8::DecodePublicKey as _;
     use sha2::Digest as _;
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_of(request).await;
     let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
     let refuse = |why: &str| {
         Ok(answer(
@@ -503,12 +508,7 @@ async fn handle(
     let method = request.method().clone();
     let q = query(&request);
     let path = request.uri().path().trim_end_matches('/').to_owned();
-    let body = request
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = body_of(request).await;
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut state = state.lock().unwrap();
     let untagged = |mut item: Value, lists_without_tags: bool| {
