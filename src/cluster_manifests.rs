@@ -45,7 +45,8 @@ const KUSTOMIZATION_FILE: &str = "kustomization.yaml";
 const HELM_VALUES_FILE: &str = "sealed-secrets-values.yaml";
 const CSI_DRIVER: &str = "secrets-store.csi.k8s.io";
 const MOUNT_PATH: &str = "/mnt/kvseal-keys";
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The label that marks what kvseal manages.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 
 /// Why manifests could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,8 @@
 //! - [`manifest`]: Secret and SealedSecret documents, read and written as kubeseal does;
 //! - [`store`]: where key generations live, behind the [`store::KeyStore`] trait;
 //! - [`config`], `kvseal.toml`;
-//! - [`fleet`] and [`lifecycle`], which tie clusters, key sets and certificates together.
+//! - [`fleet`] and [`lifecycle`], which tie clusters, key sets and certificates together;
+//! - [`cluster`], live clusters through the Kubernetes API.
 //!
 //! The library never prints; the `kvseal` binary renders what it returns.
 // The only unsafe code is the raw RSA call in keys/raw.rs, which allows it locally.
@@ -14,6 +15,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::print_stdout, clippy::print_stderr, clippy::dbg_macro)]
 
+pub mod cluster;
 pub mod cluster_manifests;
 pub mod config;
 pub mod fleet;

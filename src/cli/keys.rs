@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use kvseal::cluster::live::{ContextChoice, Limits};
 use kvseal::config::Config;
 use kvseal::fleet::{self, ExportChange};
 use kvseal::lifecycle::{self, Imported, RotationStep, Usage};
@@ -187,6 +188,45 @@ fn clusters_of(config: &Config, keyset: &str) -> Vec<String> {
         .collect()
 }
 
+/// The clusters of a key set that have not loaded `generation`, read live: each
+/// cluster's key Secrets, and when its controller started against when they appeared.
+fn lagging_clusters(
+    config: &Config,
+    store: &dyn KeyStore,
+    keyset: &str,
+    generation: u32,
+) -> anyhow::Result<Vec<kvseal::cluster::Lagging>> {
+    let clusters: Vec<_> = config
+        .clusters
+        .values()
+        .filter(|c| c.keyset == keyset)
+        .collect();
+    if clusters.is_empty() {
+        return Ok(Vec::new());
+    }
+    eprintln!(
+        "{keyset}: checking that clusters {} have loaded generation {generation}...",
+        clusters
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let generations = store.list(keyset)?;
+    let statuses: Vec<_> = clusters
+        .iter()
+        .map(|cluster| {
+            super::cluster::read_status(
+                cluster,
+                &ContextChoice::for_cluster(cluster, None),
+                Limits::default(),
+                &generations,
+            )
+        })
+        .collect();
+    Ok(kvseal::cluster::promotion_gate(&statuses, generation))
+}
+
 /// What every SealedSecret in the repository is sealed with, from a scan with the store's
 /// private keys.
 fn repository_usage(config: &Config, store: &dyn KeyStore) -> anyhow::Result<Usage> {
@@ -333,21 +373,39 @@ fn promote(
             continue;
         }
         if let Some(generation) = plan.promote {
-            let clusters = clusters_of(config, keyset);
-            if !force {
+            let lagging = lagging_clusters(config, store.as_ref(), keyset, generation)?;
+            if !lagging.is_empty() && !force {
                 bail!(
-                    "{keyset}: cannot confirm that clusters {} have loaded generation {generation}: kvseal does not query live clusters yet; check each cluster's key Secrets (kubectl -n NAMESPACE get secret -l sealedsecrets.bitnami.com/sealed-secrets-key) and re-run with --force --reason TEXT",
-                    clusters.join(", ")
+                    "{keyset}: not promoting generation {generation}: {} not loaded it yet:\n{}\nload it (`kvseal cluster sync --cluster NAME --restart`, or let the CSI key sync run and restart the controller), check with `kvseal cluster status`, then promote again; --force --reason TEXT promotes anyway",
+                    if lagging.len() == 1 {
+                        "a cluster has"
+                    } else {
+                        "clusters have"
+                    },
+                    lagging
+                        .iter()
+                        .map(|l| format!("  cluster {}: {}", l.cluster, l.reason))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+            }
+            for l in &lagging {
+                eprintln!(
+                    "{keyset}: warning: cluster {} has not loaded generation {generation} ({}); promoting anyway (--force)",
+                    l.cluster, l.reason
                 );
             }
             eprintln!(
-                "{keyset}: promote generation {generation}{}: it becomes active and seals (forced: {})",
+                "{keyset}: promote generation {generation}{}: it becomes active and seals{}",
                 if plan.reissue {
                     ", re-issuing its certificate with a NotBefore above every loaded generation"
                 } else {
                     ""
                 },
-                reason.unwrap_or_default()
+                match (force, reason) {
+                    (true, Some(reason)) => format!(" (forced: {reason})"),
+                    _ => String::new(),
+                }
             );
         }
         for generation in &plan.demote {

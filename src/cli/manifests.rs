@@ -4,20 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use kvseal::cluster_manifests;
-use kvseal::config::{ClusterConfig, Config};
 
 use super::ConfigSource;
+use super::cluster::ClusterSelection;
 
 /// Arguments of `kvseal manifests`.
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("which").required(true).args(["cluster", "all"])))]
 pub struct Args {
-    /// One cluster, as named in kvseal.toml (repeat or separate with commas for several).
-    #[arg(long, value_delimiter = ',')]
-    cluster: Vec<String>,
-    /// Every configured cluster.
-    #[arg(long)]
-    all: bool,
+    #[command(flatten)]
+    select: ClusterSelection,
     /// The output directory (default: [manifests] out_dir); each cluster gets a directory.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
@@ -32,7 +27,7 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
     else {
         bail!("say where the manifests go: --out DIR, or [manifests] out_dir in kvseal.toml");
     };
-    let clusters = selected(&config, &args)?;
+    let clusters = args.select.clusters(&config)?;
     let store = config.store.open()?;
     let changes = cluster_manifests::write_clusters(&config, store.as_ref(), &clusters, &out)?;
     let mut written = 0;
@@ -48,14 +43,4 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<std::process::Ex
         changes.len() - written
     );
     Ok(std::process::ExitCode::SUCCESS)
-}
-
-fn selected<'c>(config: &'c Config, args: &Args) -> anyhow::Result<Vec<&'c ClusterConfig>> {
-    if args.all {
-        return Ok(config.clusters.values().collect());
-    }
-    args.cluster
-        .iter()
-        .map(|name| Ok(config.cluster(name)?))
-        .collect()
 }

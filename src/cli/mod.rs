@@ -1,5 +1,7 @@
 //! Command-line interface: one module per subcommand, each with its `Args` and `run`.
 
+mod cert;
+mod cluster;
 mod io;
 mod keys;
 mod manifests;
@@ -7,6 +9,7 @@ mod reseal;
 mod scan;
 mod seal;
 mod unseal;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +47,14 @@ enum Command {
     Keys(keys::Command),
     /// Write what each cluster applies to load its keys from Key Vault (CSI driver).
     Manifests(manifests::Args),
+    /// Read and load live clusters' keys through the Kubernetes API (kubeconfig contexts).
+    #[command(subcommand)]
+    Cluster(cluster::Command),
+    /// Fetch the certificate a cluster's controller seals with.
+    #[command(subcommand)]
+    Cert(cert::Command),
+    /// Ask a cluster's controller whether it can decrypt SealedSecrets (/v1/verify).
+    Validate(validate::Args),
 }
 
 /// Runs the parsed command.
@@ -56,6 +67,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(args, &config),
         Command::Reseal(args) => reseal::run(args, &config),
         Command::Manifests(args) => manifests::run(args, &config),
+        Command::Cluster(command) => cluster::run(command, &config),
+        Command::Cert(command) => cert::run(command, &config),
+        Command::Validate(args) => validate::run(args, &config),
     }
 }
 
