@@ -293,6 +293,13 @@ fn a_controller_minted_key_that_serves_is_an_error() {
     assert_eq!(status["serving"]["secret"], "sealed-secrets-keyx7k2p");
     assert_eq!(status["foreign"][0]["secret"], "sealed-secrets-keyx7k2p");
     assert_eq!(status["key_renewal"]["on"], "720h");
+    let out = fleet.kvseal(&["cluster", "status", "--cluster", "east"]);
+    let human = String::from_utf8_lossy(&out.stdout);
+    assert!(human.contains("seals with:   foreign key "), "{human}");
+    assert!(
+        human.contains("error[wrong-sealing-key] service sealed-secrets-controller: the controller seals with a foreign key"),
+        "{human}"
+    );
 
     // sync leaves the minted key alone (what it sealed must keep opening) and says so.
     let out = fleet.kvseal(&["cluster", "sync", "--cluster", "east", "--yes"]);
@@ -777,4 +784,13 @@ fn without_a_controller_start_time_loaded_keys_are_unconfirmed_and_promote_waits
         owned(&[(1, "active", "loaded"), (2, "staged", "awaiting-restart")])
     );
     assert_eq!(codes(&east), ["restart-needed"]);
+}
+
+#[test]
+fn every_cluster_code_is_documented_with_its_severity() {
+    let doc = std::fs::read_to_string(common::repo_root().join("docs/clusters.md")).unwrap();
+    for code in kvseal::cluster::ClusterCode::ALL {
+        let row = format!("| `{}` | {} | ", code.as_str(), code.severity());
+        assert!(doc.contains(&row), "docs/clusters.md lacks the row {row:?}");
+    }
 }

@@ -196,9 +196,12 @@ impl LiveCluster {
                     error_chain(&e)
                 ))
             })?;
+        // The whole request is bounded by `limits.timeout` in `call`, which names what timed
+        // out; the transport's own timeouts sit behind it so that they never fire first.
+        let transport_timeout = limits.timeout + Duration::from_secs(5);
         config.connect_timeout = Some(limits.timeout);
-        config.read_timeout = Some(limits.timeout);
-        config.write_timeout = Some(limits.timeout);
+        config.read_timeout = Some(transport_timeout);
+        config.write_timeout = Some(transport_timeout);
         let client = {
             let _guard = runtime.enter();
             kube::Client::try_from(config).map_err(|e| {
