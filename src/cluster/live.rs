@@ -253,9 +253,9 @@ impl LiveCluster {
     pub fn key_secrets(&self) -> Result<Vec<KeySecret>, ClusterError> {
         #[derive(Deserialize)]
         struct Item {
-            metadata: ObjectMeta,
             #[serde(default)]
-            data: Data,
+            metadata: ObjectMeta,
+            data: Option<Data>,
         }
         #[derive(Deserialize, Default)]
         struct Data {
@@ -280,7 +280,7 @@ impl LiveCluster {
                     .labels
                     .and_then(|mut l| l.remove(KEY_LABEL))
                     .unwrap_or_default();
-                let certificate = match item.data.tls_crt {
+                let certificate = match item.data.and_then(|d| d.tls_crt) {
                     Some(pem) => Certificate::from_pem(&pem.0).map_err(|e| e.to_string()),
                     None => Err("it has no tls.crt".to_owned()),
                 };
@@ -367,6 +367,7 @@ impl LiveCluster {
     pub fn unsynced_sealed_secrets(&self) -> Result<Vec<Unsynced>, ClusterError> {
         #[derive(Deserialize)]
         struct Item {
+            #[serde(default)]
             metadata: ObjectMeta,
             status: Option<Status>,
         }
@@ -592,10 +593,8 @@ impl LiveCluster {
     ) -> Result<Vec<T>, ClusterError> {
         #[derive(Deserialize)]
         struct Page<T> {
-            #[serde(default = "Vec::new")]
-            items: Vec<T>,
-            #[serde(default)]
-            metadata: ListMeta,
+            items: Option<Vec<T>>,
+            metadata: Option<ListMeta>,
         }
         let separator = if path.ends_with('?') { "" } else { "&" };
         let mut items = Vec::new();
@@ -615,8 +614,12 @@ impl LiveCluster {
                 accept: &[],
                 not_found: not_found.clone(),
             })?;
-            items.extend(page.items);
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            items.extend(page.items.unwrap_or_default());
+            match page
+                .metadata
+                .and_then(|m| m.continue_)
+                .filter(|c| !c.is_empty())
+            {
                 Some(token) => next = Some(token),
                 None => return Ok(items),
             }

@@ -185,16 +185,20 @@ impl Controller {
                 OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()
             });
         let status = deployment.status.as_ref();
+        // A completed rollout, or pods becoming available again (after a crash or a drain),
+        // means pods that started then.
         let completed = status
             .and_then(|s| s.conditions.as_ref())
             .into_iter()
             .flatten()
             .filter(|c| {
-                c.type_ == "Progressing"
-                    && c.status == "True"
-                    && c.reason.as_deref() == Some("NewReplicaSetAvailable")
+                c.status == "True"
+                    && (c.type_ == "Available"
+                        || (c.type_ == "Progressing"
+                            && c.reason.as_deref() == Some("NewReplicaSetAvailable")))
             })
-            .filter_map(|c| c.last_update_time.as_ref().map(|t| from_jiff(&t.0)))
+            .flat_map(|c| [&c.last_update_time, &c.last_transition_time])
+            .filter_map(|t| t.as_ref().map(|t| from_jiff(&t.0)))
             .max();
         for moment in [restarted, completed].into_iter().flatten() {
             started = Some(started.map_or(moment, |s| s.max(moment)));
