@@ -3,6 +3,7 @@
 //! user sets for an emulator (`KVSEAL_KEYVAULT_CA_FILE`, `KVSEAL_AZURE_ACCESS_TOKEN`).
 
 mod keyvault;
+mod loopback;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

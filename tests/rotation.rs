@@ -3,6 +3,7 @@
 
 mod common;
 mod keyvault;
+mod loopback;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

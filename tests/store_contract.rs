@@ -3,6 +3,7 @@
 //! `tests/keyvault`).
 
 mod keyvault;
+mod loopback;
 
 use kvseal::keys::{Certificate, CertificateRequest, PrivateKey};
 use kvseal::store::{GenerationState, KeyStore, LocalDirStore, StoreError};

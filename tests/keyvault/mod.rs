@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +13,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
+
+use crate::loopback::{Answer, Loopback};
 
 /// The bearer token the emulator accepts.
 pub const TOKEN: &str = "kvseal-test-token";
@@ -82,91 +83,31 @@ pub struct Vault {
     pub ca_file: PathBuf,
     state: Arc<Mutex<State>>,
     requests: Arc<AtomicUsize>,
-    _dir: tempfile::TempDir,
-    _runtime: tokio::runtime::Runtime,
+    _server: Loopback,
 }
 
 impl Vault {
     /// Starts an emulator on a free loopback port.
     pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "kvseal test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let server_key = rcgen::KeyPair::generate().unwrap();
-        let server_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-                .unwrap();
-        let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![server_cert.der().clone()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(server_key.serialize_der().into()),
-            )
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr: SocketAddr = listener.local_addr().unwrap();
-        let url = format!("https://127.0.0.1:{}/", addr.port());
         let state = Arc::new(Mutex::new(State::default()));
         let requests = Arc::new(AtomicUsize::new(0));
-        let base = format!("https://127.0.0.1:{}", addr.port());
-        {
-            let state = state.clone();
-            let requests = requests.clone();
-            runtime.spawn(async move {
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let acceptor = acceptor.clone();
-                    let state = state.clone();
-                    let requests = requests.clone();
-                    let base = base.clone();
-                    tokio::spawn(async move {
-                        let Ok(tls) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let service = hyper::service::service_fn(move |request| {
-                            let state = state.clone();
-                            let requests = requests.clone();
-                            let base = base.clone();
-                            async move { handle(request, &state, &requests, &base).await }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                            .await;
-                    });
-                }
-            });
-        }
+        // The handler learns its own address only once the server is bound.
+        let base = Arc::new(Mutex::new(String::new()));
+        let server = {
+            let (state, requests, base) = (state.clone(), requests.clone(), base.clone());
+            Loopback::start(Arc::new(move |request| {
+                let (state, requests) = (state.clone(), requests.clone());
+                let base = base.lock().unwrap().clone();
+                Box::pin(async move { handle(request, &state, &requests, &base).await })
+            }))
+        };
+        *base.lock().unwrap() = server.base.clone();
         Self {
-            url,
-            ca_file,
+            url: format!("{}/", server.base),
+            ca_file: server.ca_file.clone(),
             state,
             requests,
-            _dir: dir,
-            _runtime: runtime,
+            _server: server,
         }
     }
 
@@ -259,9 +200,6 @@ impl Vault {
         out
     }
 }
-
-/// An error closes the connection without an answer.
-type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
 
 fn answer(status: StatusCode, body: Value) -> Response<Full<Bytes>> {
     Response::builder()

@@ -11,8 +11,8 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response};
 
-/// What a fake answers with.
-pub type Answer = Result<Response<Full<Bytes>>, std::convert::Infallible>;
+/// What a fake answers with; an error closes the connection without an answer.
+pub type Answer = Result<Response<Full<Bytes>>, std::io::Error>;
 
 /// The fake's request handler.
 pub type Handler =
