@@ -384,15 +384,15 @@ fn promote(
                     },
                     lagging
                         .iter()
-                        .map(|l| format!("  cluster {}: {}", l.cluster, l.reason))
+                        .map(|l| format!("  {}", l.message))
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
             }
             for l in &lagging {
                 eprintln!(
-                    "{keyset}: warning: cluster {} has not loaded generation {generation} ({}); promoting anyway (--force)",
-                    l.cluster, l.reason
+                    "{keyset}: warning: promoting generation {generation} anyway (--force): {}",
+                    l.message
                 );
             }
             eprintln!(

@@ -754,35 +754,35 @@ pub fn awaiting_restart(keys: &[KeySecret], controller: &Controller) -> Option<S
 pub struct Lagging {
     /// The cluster's name.
     pub cluster: String,
-    /// Why, for a person.
-    pub reason: String,
+    /// Why, for a person, starting with the cluster's name.
+    pub message: String,
 }
 
 /// The clusters that have not loaded `generation`: promotion must wait for all of them.
 pub fn promotion_gate(statuses: &[ClusterStatus], generation: u32) -> Vec<Lagging> {
     let mut lagging = Vec::new();
     for status in statuses {
-        let reason = match status.presence(generation) {
+        let cluster = &status.target.cluster;
+        let message = match status.presence(generation) {
             Some(Presence::Loaded) => continue,
-            Some(Presence::AwaitingRestart) => {
-                "its key Secret appeared after the controller started; restart the controller"
-                    .to_owned()
-            }
-            Some(Presence::Unconfirmed) => {
-                "the Deployment does not say when the controller started; restart it once"
-                    .to_owned()
-            }
-            Some(Presence::Missing) => format!(
-                "no Secret labelled {KEY_LABEL}={KEY_LABEL_ACTIVE} holds generation {generation}"
+            Some(Presence::AwaitingRestart) => format!(
+                "cluster {cluster}: its key Secret appeared after the controller started; restart the controller"
             ),
+            Some(Presence::Unconfirmed) => format!(
+                "cluster {cluster}: the Deployment does not say when the controller started; restart it once"
+            ),
+            Some(Presence::Missing) => format!(
+                "cluster {cluster}: no Secret labelled {KEY_LABEL}={KEY_LABEL_ACTIVE} holds generation {generation}"
+            ),
+            // Errors name the cluster and its context themselves.
             None => match status.errors.first() {
                 Some(error) => error.to_string(),
-                None => format!("generation {generation} is not in the key set"),
+                None => format!("cluster {cluster}: generation {generation} is not in the key set"),
             },
         };
         lagging.push(Lagging {
-            cluster: status.target.cluster.clone(),
-            reason,
+            cluster: cluster.clone(),
+            message,
         });
     }
     lagging
