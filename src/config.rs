@@ -422,6 +422,18 @@ impl RawConfig {
             }
             let path_set =
                 glob_set(&raw.paths).map_err(|e| invalid(format!("clusters.{name}.paths: {e}")))?;
+            for (field, value) in [
+                ("controller_namespace", &raw.controller_namespace),
+                ("controller_name", &raw.controller_name),
+            ] {
+                if let Some(value) = value
+                    && !is_dns_label(value)
+                {
+                    return Err(invalid(format!(
+                        "clusters.{name}.{field} = {value:?} is not a Kubernetes name: lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit"
+                    )));
+                }
+            }
             clusters.insert(
                 name.clone(),
                 ClusterConfig {
@@ -514,6 +526,18 @@ fn glob_set(patterns: &[String]) -> Result<GlobSet, String> {
         builder.add(glob);
     }
     builder.build().map_err(|e| e.to_string())
+}
+
+/// An RFC 1123 label, as Kubernetes requires of namespace and Service names.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
 }
 
 /// Parses `90d`, `12h`, `30m`, `45s`, `2w` or `10y` (365 days).

@@ -292,7 +292,7 @@ fn a_controller_minted_key_that_serves_is_an_error() {
     );
     assert_eq!(status["serving"]["secret"], "sealed-secrets-keyx7k2p");
     assert_eq!(status["foreign"][0]["secret"], "sealed-secrets-keyx7k2p");
-    assert_eq!(status["key_renewal"]["on"], "720h");
+    assert_eq!(status["key_renewal"]["on"], "every 720h");
     let out = fleet.kvseal(&["cluster", "status", "--cluster", "east"]);
     let human = String::from_utf8_lossy(&out.stdout);
     assert!(human.contains("seals with:   foreign key "), "{human}");
@@ -793,4 +793,43 @@ fn every_cluster_code_is_documented_with_its_severity() {
         let row = format!("| `{}` | {} | ", code.as_str(), code.severity());
         assert!(doc.contains(&row), "docs/clusters.md lacks the row {row:?}");
     }
+}
+
+#[test]
+fn a_key_secret_rewritten_after_the_controller_started_waits_for_a_restart() {
+    let fleet = Fleet::new();
+    fleet.generation(1, GenerationState::Active, 20);
+    fleet.generation(2, GenerationState::Staged, 21);
+    fleet.load(&fleet.east, 1, hours_ago(48));
+    fleet.load(&fleet.east, 2, hours_ago(48));
+    fleet.east.start_controller();
+    // Created long ago, but written again after the controller started (a CSI sync that
+    // updated it, say): the controller holds what it read at start, not this.
+    fleet
+        .east
+        .rewrite_secret("kvseal-fleet-2", Timestamp::now() + Duration::from_secs(60));
+    let (_, east) = fleet.status_json("east");
+    assert_eq!(
+        presence(&east),
+        owned(&[(1, "active", "loaded"), (2, "staged", "awaiting-restart")])
+    );
+    let out = fleet.kvseal(&["keys", "promote", "--keyset", KEYSET, "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("cluster east: its key Secret appeared after the controller started"),
+        "{}",
+        text(&out)
+    );
+
+    // Nothing to apply, but the controller must restart, and sync --restart does that.
+    let out = fleet.kvseal(&["cluster", "sync", "--cluster", "east", "--restart", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let writes = fleet.east.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert!(
+        writes[0]
+            .path_and_query
+            .ends_with("/deployments/sealed-secrets-controller")
+    );
 }

@@ -92,22 +92,23 @@ impl Reach {
 }
 
 fn parse_timeout(text: &str) -> Result<Duration, String> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(seconds));
+    let bad = || format!("{text:?} is not a duration between 1s and 1h, such as 30s or 2m");
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let millis = match unit {
+        "ms" => Some(number),
+        "" | "s" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        _ => None,
     }
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration such as 30s or 2m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(number)),
-        "s" => Ok(Duration::from_secs(number)),
-        "m" => Ok(Duration::from_secs(number * 60)),
-        _ => Err(format!("{text:?} is not a duration such as 30s or 2m")),
+    .ok_or_else(bad)?;
+    if !(1000..=3_600_000).contains(&millis) {
+        return Err(bad());
     }
+    Ok(Duration::from_millis(millis))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -300,7 +301,7 @@ fn serving_text(serving: &Serving) -> String {
 fn key_renewal_text(renewal: &KeyRenewal) -> String {
     match renewal {
         KeyRenewal::Off => "off".to_owned(),
-        KeyRenewal::On(period) => format!("ON, every {period}"),
+        KeyRenewal::On(period) => format!("ON, {period}"),
     }
 }
 
@@ -400,7 +401,7 @@ fn to_json(status: &ClusterStatus) -> serde_json::Value {
         "foreign": status.foreign.iter().map(|key| json!({
             "secret": key.secret,
             "fingerprint": key.fingerprint.as_ref().map(|f| f.to_string()),
-            "created": key.created.map(rfc3339),
+            "changed": key.changed.map(rfc3339),
         })).collect::<Vec<_>>(),
         "serving": status.serving.as_ref().map(|serving| match serving {
             Serving::Generation(n, state) => json!({"generation": n, "state": state.to_string()}),
@@ -451,8 +452,7 @@ fn sync(args: SyncArgs, config: &Config) -> anyhow::Result<ExitCode> {
         let restart_reason = if !plan.changes.is_empty() {
             Some("the key Secrets change".to_owned())
         } else {
-            cluster::awaiting_restart(&keys, &controller)
-                .map(|secret| format!("key Secret {secret} appeared after the controller started"))
+            cluster::restart_reason(&keys, &controller)
         };
         print_plan(
             cluster,

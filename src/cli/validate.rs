@@ -24,7 +24,7 @@ pub struct Args {
     /// Repeatable.
     #[arg(short = 'f', long = "file", value_name = "FILE", required = true)]
     files: Vec<PathBuf>,
-    /// Namespace for SealedSecrets that do not name one.
+    /// Namespace for SealedSecrets that do not name one (default: the context's).
     #[arg(short = 'n', long)]
     namespace: Option<String>,
     #[command(flatten)]
@@ -62,10 +62,12 @@ fn validate(args: Args, config: &ConfigSource) -> anyhow::Result<ExitCode> {
                     continue;
                 }
             };
-            if sealed.metadata.namespace.is_empty()
-                && let Some(namespace) = &args.namespace
-            {
-                sealed.metadata.namespace = namespace.clone();
+            if sealed.metadata.namespace.is_empty() {
+                // Where `kubectl apply` would put it: -n, else the context's namespace.
+                sealed.metadata.namespace = args
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| live.context_namespace().to_owned());
             }
             let what = format!(
                 "{source}: SealedSecret {}/{}",

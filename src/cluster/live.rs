@@ -15,7 +15,7 @@ use http_body_util::BodyExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta, Time};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -148,7 +148,8 @@ impl LiveCluster {
         };
         let kubeconfig = Kubeconfig::read().map_err(|e| {
             kubeconfig_error(format!(
-                "cannot read the kubeconfig ({source}): {e}; set KUBECONFIG to the file `az aks get-credentials` wrote"
+                "cannot read the kubeconfig ({source}): {}; set KUBECONFIG to the file `az aks get-credentials` wrote",
+                kubeconfig_error_text(&e)
             ))
         })?;
         let context = match context {
@@ -193,7 +194,7 @@ impl LiveCluster {
             .map_err(|e| {
                 kubeconfig_error(format!(
                     "context {context} in the kubeconfig ({source}) cannot be used: {}",
-                    error_chain(&e)
+                    kubeconfig_error_text(&e)
                 ))
             })?;
         // The whole request is bounded by `limits.timeout` in `call`, which names what timed
@@ -226,6 +227,11 @@ impl LiveCluster {
         &self.target
     }
 
+    /// The context's namespace (`default` when it names none), as kubectl uses it.
+    pub fn context_namespace(&self) -> &str {
+        self.client.default_namespace()
+    }
+
     /// Reads everything `kvseal cluster status` reports; each part may fail on its own.
     pub fn observe(&self) -> Observation {
         let keys = self.key_secrets();
@@ -251,11 +257,24 @@ impl LiveCluster {
     /// The Secrets in the controller's namespace that carry the key label, whatever its
     /// value. Only `tls.crt` is kept; the response itself is wiped.
     pub fn key_secrets(&self) -> Result<Vec<KeySecret>, ClusterError> {
+        // Only what is needed: a key Secret's full metadata may carry kubectl's
+        // last-applied-configuration annotation, which holds the private key.
         #[derive(Deserialize)]
         struct Item {
-            #[serde(default)]
-            metadata: ObjectMeta,
+            metadata: Option<Metadata>,
             data: Option<Data>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Metadata {
+            name: Option<String>,
+            labels: Option<std::collections::BTreeMap<String, String>>,
+            creation_timestamp: Option<Time>,
+            managed_fields: Option<Vec<ManagedField>>,
+        }
+        #[derive(Deserialize)]
+        struct ManagedField {
+            time: Option<Time>,
         }
         #[derive(Deserialize, Default)]
         struct Data {
@@ -274,12 +293,31 @@ impl LiveCluster {
         Ok(items
             .into_iter()
             .map(|item| {
-                let name = item.metadata.name.unwrap_or_default();
-                let label = item
-                    .metadata
+                let metadata = item.metadata.unwrap_or(Metadata {
+                    name: None,
+                    labels: None,
+                    creation_timestamp: None,
+                    managed_fields: None,
+                });
+                let name = metadata.name.unwrap_or_default();
+                let label = metadata
                     .labels
                     .and_then(|mut l| l.remove(KEY_LABEL))
                     .unwrap_or_default();
+                // The last write by anyone (an apply, the CSI driver, a relabel) counts: the
+                // controller reads the Secret as it was when it started.
+                let changed = metadata
+                    .creation_timestamp
+                    .iter()
+                    .chain(
+                        metadata
+                            .managed_fields
+                            .iter()
+                            .flatten()
+                            .filter_map(|f| f.time.as_ref()),
+                    )
+                    .map(|t| from_jiff(&t.0))
+                    .max();
                 let certificate = match item.data.and_then(|d| d.tls_crt) {
                     Some(pem) => Certificate::from_pem(&pem.0).map_err(|e| e.to_string()),
                     None => Err("it has no tls.crt".to_owned()),
@@ -287,7 +325,7 @@ impl LiveCluster {
                 KeySecret {
                     name,
                     label,
-                    created: item.metadata.creation_timestamp.map(|t| from_jiff(&t.0)),
+                    changed,
                     certificate,
                 }
             })
@@ -444,16 +482,23 @@ impl LiveCluster {
                 GENERATION_LABEL: generation.info.generation.to_string(),
             },
         });
-        // Assembled by hand into one buffer sized up front, so that the private key is
-        // never in a serde value or a reallocated buffer that is freed unwiped.
-        let mut body = Vec::with_capacity(key_b64.len() + certificate.len() * 2 + 1024);
-        body.extend_from_slice(br#"{"apiVersion":"v1","kind":"Secret","metadata":"#);
-        body.extend_from_slice(metadata.to_string().as_bytes());
-        body.extend_from_slice(br#","type":"kubernetes.io/tls","data":{"tls.crt":""#);
-        body.extend_from_slice(engine.encode(certificate.as_bytes()).as_bytes());
-        body.extend_from_slice(br#"","tls.key":""#);
-        body.extend_from_slice(key_b64.as_bytes());
-        body.extend_from_slice(br#""}}"#);
+        // Assembled by hand into one buffer of the exact size, so that the private key is
+        // never in a serde value or in a reallocated buffer that is freed unwiped.
+        let metadata = metadata.to_string();
+        let certificate = engine.encode(certificate.as_bytes());
+        let parts: [&[u8]; 7] = [
+            br#"{"apiVersion":"v1","kind":"Secret","metadata":"#,
+            metadata.as_bytes(),
+            br#","type":"kubernetes.io/tls","data":{"tls.crt":""#,
+            certificate.as_bytes(),
+            br#"","tls.key":""#,
+            key_b64.as_bytes(),
+            br#""}}"#,
+        ];
+        let mut body = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for part in parts {
+            body.extend_from_slice(part);
+        }
         let body = Bytes::from(body);
         let namespace = &self.target.namespace;
         let result = self.call(Call {
@@ -685,6 +730,16 @@ impl LiveCluster {
                         "check the network (VPN, private endpoint) and that the API server is up, or raise --request-timeout".to_owned(),
                     ));
                 }
+                Ok(Err(kube::Error::Auth(_))) => {
+                    // The credential plugin's output may hold a token: say only what failed.
+                    return Err(refused(
+                        None,
+                        "the kubeconfig's credentials could not be used (a token, certificate or exec plugin such as kubelogin failed)".to_owned(),
+                        format!(
+                            "run `kubectl --context {context} get --raw /version` to see why, then sign in again"
+                        ),
+                    ));
+                }
                 Ok(Err(e)) => {
                     return Err(refused(
                         None,
@@ -761,6 +816,17 @@ fn status_message(body: &[u8]) -> String {
 fn wipe(bytes: Bytes) {
     if let Ok(mut unique) = bytes.try_into_mut() {
         unique.as_mut().zeroize();
+    }
+}
+
+/// A kubeconfig error without the parser's snippet of the file, which may hold a token or
+/// a client key.
+fn kubeconfig_error_text(error: &kube::config::KubeconfigError) -> String {
+    match error {
+        kube::config::KubeconfigError::Parse(_) => {
+            "its YAML does not parse (details withheld: the file holds credentials); check it with `kubectl config view`".to_owned()
+        }
+        other => error_chain(other),
     }
 }
 

@@ -127,8 +127,9 @@ pub struct KeySecret {
     pub name: String,
     /// The key label's value; the controller loads only `active`.
     pub label: String,
-    /// When the Secret was created.
-    pub created: Option<OffsetDateTime>,
+    /// When the Secret was last written: its creation, or a later apply, update or relabel
+    /// (the latest of its managed fields' times).
+    pub changed: Option<OffsetDateTime>,
     /// Its `tls.crt`, or why that does not parse.
     pub certificate: Result<Certificate, String>,
 }
@@ -176,33 +177,20 @@ impl Controller {
         let meta = &deployment.metadata;
         let spec = deployment.spec.as_ref();
         let template = spec.map(|s| &s.template);
-        let mut started = meta.creation_timestamp.as_ref().map(|t| from_jiff(&t.0));
+        // Only lower bounds count: every running pod started after the Deployment was
+        // created, and after the last rollout restart once that rollout is done. Condition
+        // times are not used: a readiness flap moves them without restarting anything.
+        let created = meta.creation_timestamp.as_ref().map(|t| from_jiff(&t.0));
         let restarted = template
             .and_then(|t| t.metadata.as_ref())
             .and_then(|m| m.annotations.as_ref())
             .and_then(|a| a.get(RESTARTED_AT))
             .and_then(|v| {
                 OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339).ok()
-            });
-        let status = deployment.status.as_ref();
-        // A completed rollout, or pods becoming available again (after a crash or a drain),
-        // means pods that started then.
-        let completed = status
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .filter(|c| {
-                c.status == "True"
-                    && (c.type_ == "Available"
-                        || (c.type_ == "Progressing"
-                            && c.reason.as_deref() == Some("NewReplicaSetAvailable")))
             })
-            .flat_map(|c| [&c.last_update_time, &c.last_transition_time])
-            .filter_map(|t| t.as_ref().map(|t| from_jiff(&t.0)))
-            .max();
-        for moment in [restarted, completed].into_iter().flatten() {
-            started = Some(started.map_or(moment, |s| s.max(moment)));
-        }
+            .and_then(|t| t.replace_nanosecond(0).ok());
+        let started = created.max(restarted);
+        let status = deployment.status.as_ref();
         let rolling_out = status.is_some_and(|s| {
             let stale = match (s.observed_generation, meta.generation) {
                 (Some(observed), Some(wanted)) => observed < wanted,
@@ -226,35 +214,58 @@ impl Controller {
                     .map(String::as_str)
             })
             .collect();
+        let environment: Vec<(&str, &str)> = containers
+            .iter()
+            .flat_map(|c| c.env.iter().flatten())
+            .filter_map(|e| Some((e.name.as_str(), e.value.as_deref()?)))
+            .collect();
         Controller {
             started,
             rolling_out,
-            key_renewal: key_renewal(&tokens),
+            key_renewal: key_renewal(&tokens, &environment),
         }
     }
 }
 
-/// The controller's `--key-renew-period` (alias `--rotate-period`), as Go's flag package
-/// reads it: one or two dashes, the value after `=` or in the next argument.
-fn key_renewal(tokens: &[&str]) -> KeyRenewal {
-    let mut value = None;
-    for (i, token) in tokens.iter().enumerate() {
-        let flag = token.trim_start_matches('-');
-        if flag.len() == token.len() {
-            continue;
-        }
-        for name in ["key-renew-period", "rotate-period"] {
-            if flag == name {
-                value = tokens.get(i + 1).map(|v| v.to_string());
-            } else if let Some(v) = flag.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
-                value = Some(v.to_owned());
+/// The controller's `--key-renew-period` (alias `--rotate-period`) and `--key-cutoff-time`,
+/// as its flag parsing reads them: one or two dashes, the value after `=` or in the next
+/// argument, and the `SEALED_SECRETS_…` environment variable for a flag not given.
+fn key_renewal(tokens: &[&str], environment: &[(&str, &str)]) -> KeyRenewal {
+    let flag = |names: &[&str]| {
+        let mut value = None;
+        for (i, token) in tokens.iter().enumerate() {
+            let bare = token.trim_start_matches('-');
+            if bare.len() == token.len() {
+                continue;
+            }
+            for name in names {
+                if bare == *name {
+                    value = tokens.get(i + 1).map(|v| v.to_string());
+                } else if let Some(v) = bare.strip_prefix(name).and_then(|r| r.strip_prefix('=')) {
+                    value = Some(v.to_owned());
+                }
             }
         }
+        value.or_else(|| {
+            names.iter().find_map(|name| {
+                let variable = format!("SEALED_SECRETS_{}", name.to_uppercase().replace('-', "_"));
+                environment
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| *n == variable)
+                    .map(|(_, v)| v.to_string())
+            })
+        })
+    };
+    if let Some(cutoff) = flag(&["key-cutoff-time"]).filter(|v| !v.trim().is_empty()) {
+        return KeyRenewal::On(format!(
+            "--key-cutoff-time {cutoff}: a new key at every start while the newest is older"
+        ));
     }
-    match value {
+    match flag(&["key-renew-period", "rotate-period"]) {
         Some(v) if is_zero_duration(&v) => KeyRenewal::Off,
-        Some(v) => KeyRenewal::On(v),
-        None => KeyRenewal::On("720h, the controller's default".to_owned()),
+        Some(v) => KeyRenewal::On(format!("every {v}")),
+        None => KeyRenewal::On("every 720h, the controller's default".to_owned()),
     }
 }
 
@@ -265,10 +276,10 @@ fn is_zero_duration(value: &str) -> bool {
         && value.chars().filter(char::is_ascii_digit).all(|c| c == '0')
 }
 
-/// Converts the API's timestamps.
+/// Converts the API's timestamps, in whole seconds as the API server keeps them, so that a
+/// Secret written in the second of a restart counts as read by it.
 pub fn from_jiff(t: &k8s_openapi::jiff::Timestamp) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(t.as_nanosecond())
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp(t.as_second()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// A SealedSecret whose `Synced` condition is False.
@@ -343,8 +354,8 @@ pub struct ForeignKey {
     pub secret: String,
     /// The key's fingerprint, when its certificate parses.
     pub fingerprint: Option<Fingerprint>,
-    /// When it was created.
-    pub created: Option<OffsetDateTime>,
+    /// When its Secret was last written.
+    pub changed: Option<OffsetDateTime>,
 }
 
 /// Which key the controller seals with.
@@ -524,7 +535,7 @@ pub fn assess(
             } else if !rolling_out
                 && active
                     .iter()
-                    .any(|k| k.created.zip(started).is_some_and(|(c, s)| c <= s))
+                    .any(|k| k.changed.zip(started).is_some_and(|(c, s)| c <= s))
             {
                 Presence::Loaded
             } else {
@@ -546,7 +557,7 @@ pub fn assess(
                 foreign.push(ForeignKey {
                     secret: key.name.clone(),
                     fingerprint,
-                    created: key.created,
+                    changed: key.changed,
                 });
             }
         }
@@ -676,7 +687,7 @@ pub fn assess(
             ClusterCode::KeyRenewalOn,
             format!("deployment {}", target.controller),
             format!(
-                "key renewal is on (period {period}): the controller will mint a key of its own and seal with it"
+                "key renewal is on ({period}): the controller will mint a key of its own and seal with it"
             ),
             "set the Helm value keyrenewperiod: \"0\" (or the container arg --key-renew-period=0); `kvseal manifests` writes that values patch".to_owned(),
         );
@@ -739,14 +750,28 @@ impl ClusterStatus {
     }
 }
 
-/// The first `active` key Secret the running controller has not read: one created after
-/// it started, or any while a rollout is under way.
-pub fn awaiting_restart(keys: &[KeySecret], controller: &Controller) -> Option<String> {
-    let started = controller.started?;
-    keys.iter()
-        .filter(|k| k.is_active())
-        .find(|k| controller.rolling_out || k.created.is_some_and(|c| c > started))
-        .map(|k| k.name.clone())
+/// Why the controller needs a restart to read its key Secrets, if it does: one was
+/// written after it started, a rollout is under way, or when it started is unknown.
+pub fn restart_reason(keys: &[KeySecret], controller: &Controller) -> Option<String> {
+    let active: Vec<&KeySecret> = keys.iter().filter(|k| k.is_active()).collect();
+    if active.is_empty() {
+        return None;
+    }
+    let Some(started) = controller.started else {
+        return Some("the Deployment does not say when the controller started".to_owned());
+    };
+    if controller.rolling_out {
+        return Some("a rollout is under way".to_owned());
+    }
+    active
+        .iter()
+        .find(|k| k.changed.is_none_or(|c| c > started))
+        .map(|k| {
+            format!(
+                "key Secret {} was written after the controller started",
+                k.name
+            )
+        })
 }
 
 /// Why a cluster holds up a promotion.
@@ -889,15 +914,33 @@ mod tests {
             (&["-rotate-period=0"], KeyRenewal::Off),
             (
                 &["--key-renew-period", "720h"],
-                KeyRenewal::On("720h".into()),
+                KeyRenewal::On("every 720h".into()),
             ),
             (
                 &["--key-prefix", "sealed-secrets-key"],
-                KeyRenewal::On("720h, the controller's default".into()),
+                KeyRenewal::On("every 720h, the controller's default".into()),
             ),
         ];
         for (tokens, expected) in cases {
-            assert_eq!(&key_renewal(tokens), expected, "{tokens:?}");
+            assert_eq!(&key_renewal(tokens, &[]), expected, "{tokens:?}");
         }
+        let off = [("SEALED_SECRETS_KEY_RENEW_PERIOD", "0")];
+        assert_eq!(key_renewal(&["controller"], &off), KeyRenewal::Off);
+        assert_eq!(
+            key_renewal(&["--key-renew-period", "24h"], &off),
+            KeyRenewal::On("every 24h".into()),
+            "a flag on the command line wins over the environment"
+        );
+        assert!(matches!(
+            key_renewal(
+                &[
+                    "--key-renew-period=0",
+                    "--key-cutoff-time",
+                    "2026-01-01T00:00:00Z"
+                ],
+                &[]
+            ),
+            KeyRenewal::On(_)
+        ));
     }
 }

@@ -30,7 +30,7 @@ use k8s_openapi::api::core::v1::{
     Container, PodSpec, PodTemplateSpec, Secret, Service, ServicePort, ServiceSpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
-    LabelSelector, ListMeta, ObjectMeta, Status, Time,
+    LabelSelector, ListMeta, ManagedFieldsEntry, ObjectMeta, Status, Time,
 };
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -171,6 +171,14 @@ impl FakeApiServer {
             .insert(name.to_owned(), secret);
     }
 
+    /// Records a write to a Secret at `at` (its managed fields), as an update by another
+    /// field manager would, without changing its content.
+    pub fn rewrite_secret(&self, name: &str, at: Timestamp) {
+        let mut state = self.state.lock().unwrap();
+        let secret = state.secrets.get_mut(name).unwrap();
+        record_write(secret, "kubectl-edit", "Update", at);
+    }
+
     /// A Secret, as stored.
     pub fn secret(&self, name: &str) -> Option<Secret> {
         self.state.lock().unwrap().secrets.get(name).cloned()
@@ -187,7 +195,7 @@ impl FakeApiServer {
         let mut state = self.state.lock().unwrap();
         let now = Timestamp::now();
         if let Some(deployment) = &mut state.deployment {
-            record_restart(deployment, now);
+            restart(deployment, now);
         }
         load_keys(&mut state);
     }
@@ -204,6 +212,9 @@ impl FakeApiServer {
         if let Some(d) = &mut state.deployment {
             d.metadata.creation_timestamp = None;
             d.status = None;
+            if let Some(template) = d.spec.as_mut().and_then(|s| s.template.metadata.as_mut()) {
+                template.annotations = None;
+            }
         }
     }
 
@@ -366,6 +377,23 @@ fn controller_deployment(created: Timestamp, args: &[&str]) -> Deployment {
     }
 }
 
+/// A rollout restart, as `kubectl rollout restart` makes it, completed at once.
+fn restart(deployment: &mut Deployment, at: Timestamp) {
+    let template = deployment
+        .spec
+        .as_mut()
+        .and_then(|s| s.template.metadata.as_mut())
+        .unwrap();
+    template
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(
+            "kubectl.kubernetes.io/restartedAt".to_owned(),
+            at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        );
+    record_restart(deployment, at);
+}
+
 fn record_restart(deployment: &mut Deployment, at: Timestamp) {
     let generation = deployment.metadata.generation.unwrap_or(1) + 1;
     deployment.metadata.generation = Some(generation);
@@ -412,6 +440,20 @@ fn load_keys(state: &mut State) {
         .collect();
     // Registered in creation order; the newest NotBefore seals, the first wins a tie.
     state.loaded.sort_by_key(|k| k.created);
+}
+
+/// The API server records each field manager's last write in `managedFields`.
+fn record_write(secret: &mut Secret, manager: &str, operation: &str, at: Timestamp) {
+    let fields = secret.metadata.managed_fields.get_or_insert_with(Vec::new);
+    fields.retain(|f| f.manager.as_deref() != Some(manager));
+    fields.push(ManagedFieldsEntry {
+        api_version: Some("v1".to_owned()),
+        fields_type: Some("FieldsV1".to_owned()),
+        manager: Some(manager.to_owned()),
+        operation: Some(operation.to_owned()),
+        time: Some(Time(at)),
+        ..Default::default()
+    });
 }
 
 fn pem_der(pem: &[u8]) -> Option<Vec<u8>> {
@@ -785,6 +827,7 @@ fn patch_secret(
                     || e.type_ != secret.type_
             });
             if changed {
+                record_write(&mut secret, &q["fieldManager"], "Apply", now);
                 let version = secret
                     .metadata
                     .resource_version
@@ -804,6 +847,7 @@ fn patch_secret(
             let Ok(patch) = serde_json::from_slice::<Value>(body) else {
                 return status(400, "BadRequest", "the patch does not parse".to_owned());
             };
+            record_write(secret, "kubectl-patch", "Update", Timestamp::now());
             if let Some(labels) = patch.pointer("/metadata/labels").and_then(Value::as_object) {
                 let current = secret.metadata.labels.get_or_insert_with(BTreeMap::new);
                 for (k, v) in labels {
