@@ -173,6 +173,8 @@ fn a_healthy_cluster_has_no_findings() {
     assert_eq!(status["key_renewal"], "off");
     assert_eq!(status["context"], "ctx-east");
     assert!(codes(&status).is_empty(), "{status:#}");
+    // Five reads a cluster: key Secrets, Service, cert.pem, Deployment, SealedSecrets.
+    assert_eq!(fleet.east.seen().len(), 5, "{:#?}", fleet.east.seen());
 
     let out = fleet.kvseal(&["cluster", "status", "--cluster", "east"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));

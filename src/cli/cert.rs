@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use kvseal::cluster::live::LiveCluster;
 use kvseal::fsutil::AtomicFile;
 
 use super::ConfigSource;
@@ -34,11 +33,7 @@ pub fn run(command: Command, config: &ConfigSource) -> anyhow::Result<ExitCode> 
     let Command::Fetch(args) = command;
     let config = config.load()?;
     let cluster = config.cluster(&args.cluster)?;
-    let live = LiveCluster::connect(
-        cluster,
-        &args.reach.context(cluster, 1)?,
-        args.reach.limits(),
-    )?;
+    let live = args.reach.connect(cluster)?;
     let certificate = live.served_certificate()?;
     let pem = certificate.to_pem();
     eprintln!(

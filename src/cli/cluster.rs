@@ -16,8 +16,8 @@ use kvseal::store::{GenerationInfo, KeyStore};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::ConfigSource;
 use super::io::confirm;
+use super::{ConfigSource, FailOn};
 
 /// Exit status when a cluster could not be read.
 const EXIT_COULD_NOT_RUN: u8 = 2;
@@ -82,6 +82,15 @@ impl Reach {
         Ok(ContextChoice::for_cluster(cluster, self.context.as_deref()))
     }
 
+    /// Connects to one cluster.
+    pub fn connect(&self, cluster: &ClusterConfig) -> anyhow::Result<LiveCluster> {
+        Ok(LiveCluster::connect(
+            cluster,
+            &self.context(cluster, 1)?,
+            self.limits(),
+        )?)
+    }
+
     /// Timeouts and retries.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -115,13 +124,6 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 enum StatusFormat {
     Human,
     Json,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum FailOn {
-    Error,
-    Warning,
-    Note,
 }
 
 /// Arguments of `kvseal cluster status`.
@@ -260,11 +262,7 @@ fn status(args: StatusArgs, source: &ConfigSource) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", serde_json::to_string_pretty(&value)?)?;
         }
     }
-    let fail_on = match args.fail_on {
-        FailOn::Error => Severity::Error,
-        FailOn::Warning => Severity::Warning,
-        FailOn::Note => Severity::Note,
-    };
+    let fail_on = args.fail_on.severity();
     Ok(if statuses.iter().any(|s| !s.errors.is_empty()) {
         ExitCode::from(EXIT_COULD_NOT_RUN)
     } else if statuses

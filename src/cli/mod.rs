@@ -73,6 +73,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--fail-on`: the least severity that makes a report command exit 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+    Note,
+}
+
+impl FailOn {
+    /// The severity it stands for.
+    pub fn severity(self) -> kvseal::scan::Severity {
+        match self {
+            FailOn::Error => kvseal::scan::Severity::Error,
+            FailOn::Warning => kvseal::scan::Severity::Warning,
+            FailOn::Note => kvseal::scan::Severity::Note,
+        }
+    }
+}
+
 /// `-o yaml|json`, as kubeseal spells it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

@@ -9,11 +9,11 @@ use anyhow::{Context as _, bail};
 use kvseal::config::Config;
 use kvseal::fsutil::AtomicFile;
 use kvseal::report::{ReportFormat, ReportWriter};
-use kvseal::scan::{self, Keyring, ScanOptions, Severity, VerifiedCache};
+use kvseal::scan::{self, Keyring, ScanOptions, VerifiedCache};
 use time::OffsetDateTime;
 
-use super::ConfigSource;
 use super::io::read_key_file;
+use super::{ConfigSource, FailOn};
 
 /// Exit status when the scan could not run.
 const EXIT_COULD_NOT_RUN: u8 = 2;
@@ -25,13 +25,6 @@ enum Format {
     Sarif,
     Github,
     Azure,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum FailOn {
-    Error,
-    Warning,
-    Note,
 }
 
 /// The command line.
@@ -188,11 +181,7 @@ fn scan_and_report(args: Args, source: &ConfigSource) -> anyhow::Result<ExitCode
     {
         eprintln!("warning: cannot write the cache {}: {e}", path.display());
     }
-    let fail_on = match args.fail_on {
-        FailOn::Error => Severity::Error,
-        FailOn::Warning => Severity::Warning,
-        FailOn::Note => Severity::Note,
-    };
+    let fail_on = args.fail_on.severity();
     Ok(if summary.failing(fail_on) > 0 {
         ExitCode::from(1)
     } else {

@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use kvseal::cluster::live::LiveCluster;
 use kvseal::manifest::{OutputFormat, SealedSecret, split_documents};
 
 use super::ConfigSource;
@@ -44,11 +43,7 @@ pub fn run(args: Args, config: &ConfigSource) -> anyhow::Result<ExitCode> {
 fn validate(args: Args, config: &ConfigSource) -> anyhow::Result<ExitCode> {
     let config = config.load()?;
     let cluster = config.cluster(&args.cluster)?;
-    let live = LiveCluster::connect(
-        cluster,
-        &args.reach.context(cluster, 1)?,
-        args.reach.limits(),
-    )?;
+    let live = args.reach.connect(cluster)?;
     let (mut valid, mut invalid, mut unreadable) = (0usize, 0usize, 0usize);
     for file in &args.files {
         let source = file.display().to_string();

@@ -195,7 +195,11 @@ impl FakeApiServer {
         let mut state = self.state.lock().unwrap();
         let now = Timestamp::now();
         if let Some(deployment) = &mut state.deployment {
-            restart(deployment, now);
+            restart(
+                deployment,
+                now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                now,
+            );
         }
         load_keys(&mut state);
     }
@@ -377,8 +381,9 @@ fn controller_deployment(created: Timestamp, args: &[&str]) -> Deployment {
     }
 }
 
-/// A rollout restart, as `kubectl rollout restart` makes it, completed at once.
-fn restart(deployment: &mut Deployment, at: Timestamp) {
+/// A rollout restart, as `kubectl rollout restart` makes it (the annotation's value is
+/// the client's), completed at once.
+fn restart(deployment: &mut Deployment, restarted_at: String, now: Timestamp) {
     let template = deployment
         .spec
         .as_mut()
@@ -387,11 +392,8 @@ fn restart(deployment: &mut Deployment, at: Timestamp) {
     template
         .annotations
         .get_or_insert_with(BTreeMap::new)
-        .insert(
-            "kubectl.kubernetes.io/restartedAt".to_owned(),
-            at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        );
-    record_restart(deployment, at);
+        .insert("kubectl.kubernetes.io/restartedAt".to_owned(), restarted_at);
+    record_restart(deployment, now);
 }
 
 fn record_restart(deployment: &mut Deployment, at: Timestamp) {
@@ -750,16 +752,7 @@ async fn handle(request: Request<Incoming>, state: &Mutex<State>) -> Answer {
                 return not_found("deployments.apps", CONTROLLER);
             };
             if let Some(at) = annotation {
-                let template = deployment
-                    .spec
-                    .as_mut()
-                    .and_then(|s| s.template.metadata.as_mut())
-                    .unwrap();
-                template
-                    .annotations
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert("kubectl.kubernetes.io/restartedAt".to_owned(), at);
-                record_restart(deployment, Timestamp::now());
+                restart(deployment, at, Timestamp::now());
                 let deployment = deployment.clone();
                 // The rollout is instant here: the new pod loads the keys now.
                 load_keys(&mut state);
