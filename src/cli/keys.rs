@@ -192,17 +192,17 @@ fn clusters_of(config: &Config, keyset: &str) -> Vec<String> {
 /// cluster's key Secrets, and when its controller started against when they appeared.
 fn lagging_clusters(
     config: &Config,
-    store: &dyn KeyStore,
     keyset: &str,
+    generations: &[GenerationInfo],
     generation: u32,
-) -> anyhow::Result<Vec<kvseal::cluster::Lagging>> {
+) -> Vec<kvseal::cluster::Lagging> {
     let clusters: Vec<_> = config
         .clusters
         .values()
         .filter(|c| c.keyset == keyset)
         .collect();
     if clusters.is_empty() {
-        return Ok(Vec::new());
+        return Vec::new();
     }
     eprintln!(
         "{keyset}: checking that clusters {} have loaded generation {generation}...",
@@ -212,7 +212,6 @@ fn lagging_clusters(
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let generations = store.list(keyset)?;
     let statuses: Vec<_> = clusters
         .iter()
         .map(|cluster| {
@@ -220,11 +219,11 @@ fn lagging_clusters(
                 cluster,
                 &ContextChoice::for_cluster(cluster, None),
                 Limits::default(),
-                &generations,
+                generations,
             )
         })
         .collect();
-    Ok(kvseal::cluster::promotion_gate(&statuses, generation))
+    kvseal::cluster::promotion_gate(&statuses, generation)
 }
 
 /// What every SealedSecret in the repository is sealed with, from a scan with the store's
@@ -367,13 +366,14 @@ fn promote(
         no_usage
     };
     let mut due = Vec::new();
-    for (keyset, plan) in &plans {
+    // The plans follow the listings, key set by key set.
+    for ((keyset, plan), (_, generations)) in plans.iter().zip(&listings) {
         if plan.is_empty() {
             eprintln!("{keyset}: nothing is staged and nothing is left to finish");
             continue;
         }
         if let Some(generation) = plan.promote {
-            let lagging = lagging_clusters(config, store.as_ref(), keyset, generation)?;
+            let lagging = lagging_clusters(config, keyset, generations, generation);
             if !lagging.is_empty() && !force {
                 bail!(
                     "{keyset}: not promoting generation {generation}: {} not loaded it yet:\n{}\nload it (`kvseal cluster sync --cluster NAME --restart`, or let the CSI key sync run and restart the controller), check with `kvseal cluster status`, then promote again; --force --reason TEXT promotes anyway",

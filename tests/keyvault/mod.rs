@@ -14,7 +14,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::loopback::{Answer, Loopback};
+use crate::loopback::{Answer, Loopback, has_bearer};
 
 /// The bearer token the emulator accepts.
 pub const TOKEN: &str = "kvseal-test-token";
@@ -385,12 +385,7 @@ async fn handle(
     {
         return token_endpoint(request, state, &tenant).await;
     }
-    let authorized = request
-        .headers()
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
-    if !authorized {
+    if !has_bearer(&request, TOKEN) {
         return Ok(Response::builder()
             .status(StatusCode::UNAUTHORIZED)
             .header(

@@ -36,7 +36,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::common::{oracle_open, oracle_private_key};
-use crate::loopback::{Answer, Loopback};
+use crate::loopback::{Answer, Loopback, has_bearer};
 
 /// The bearer token the fake accepts.
 pub const TOKEN: &str = "kvseal-fake-apiserver-token";
@@ -562,12 +562,7 @@ async fn handle(request: Request<Incoming>, state: &Mutex<State>) -> Answer {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let authorized = request
-        .headers()
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
-    if !authorized {
+    if !has_bearer(&request, TOKEN) {
         return status(401, "Unauthorized", "Unauthorized".to_owned());
     }
     let fault = {

@@ -101,3 +101,13 @@ impl Loopback {
         }
     }
 }
+
+/// Whether a request carries `Authorization: Bearer <token>`.
+pub fn has_bearer<B>(request: &Request<B>, token: &str) -> bool {
+    request
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        == Some(token)
+}
